@@ -1,0 +1,36 @@
+"""`densepose` command line. Each sub-command lives in its own module of this package, which
+adds its parser with `add_parser(subparsers)` and sets `handler` to a function(args) -> exit code."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import DensePoseError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import models as models_cmd
+
+    parser = argparse.ArgumentParser(prog="densepose", description="Dense human pose estimation (DensePose) in plain PyTorch.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module in (models_cmd,):
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except DensePoseError as error:
+        print(f"densepose: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("densepose: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The architecture and test-time settings of a DensePose R-CNN, as one small frozen dataclass.
+
+Defaults are detectron2's "improved baseline" (`densepose_rcnn_R_50_FPN_s1x`); the model zoo
+(`zoo.py`) spells out every official variant, and smaller backbones/heads are for training on
+modest hardware.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import DensePoseError
+
+HeadType = Literal["v1convx", "deeplab"]
+UVConfidence = Literal["iid_iso", "indep_aniso"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # Backbone: ResNet (FrozenBN, Caffe2/MSRA style stride in the 1x1 conv) + FPN p2..p6.
+    depth: int = 50
+    fpn_channels: int = 256
+    # DensePose branch.
+    densepose_head: HeadType = "v1convx"
+    decoder: bool = True  # Panoptic-FPN decoder merging p2..p5 at stride 4 (all but legacy)
+    pooler_resolution: int = 28  # 14 for legacy (multi-level pooling from p2..p5)
+    head_channels: int = 512
+    head_convs: int = 8
+    coarse_segm_channels: int = 2  # 15 (background + 14 parts) for legacy
+    uv_confidence: UVConfidence | None = None
+    segm_confidence: bool = False
+    # Box branch. detectron2 pools boxes with ROIAlign (aligned=False, 2 samples per bin) in the
+    # 22 human models and ROIAlignV2 (aligned=True, adaptive samples) in the Atop10P family.
+    box_pooler_aligned: bool = False
+    box_pooler_sampling_ratio: int = 2
+    box_fc_dim: int = 1024
+    # Test-time behaviour.
+    min_size_test: int = 800
+    max_size_test: int = 1333
+    rpn_pre_nms_topk_test: int = 1000
+    rpn_post_nms_topk_test: int = 1000
+    rpn_nms_threshold: float = 0.7
+    score_threshold_test: float = 0.05
+    nms_threshold_test: float = 0.5
+    detections_per_image: int = 100
+
+    def __post_init__(self) -> None:
+        if self.depth not in (18, 34, 50, 101):
+            raise DensePoseError(f"ResNet depth must be 18, 34, 50 or 101, not {self.depth}")
+        if self.densepose_head not in ("v1convx", "deeplab"):
+            raise DensePoseError(f"densepose_head must be 'v1convx' or 'deeplab', not {self.densepose_head!r}")
+        if self.uv_confidence not in (None, "iid_iso", "indep_aniso"):
+            raise DensePoseError(f"uv_confidence must be None, 'iid_iso' or 'indep_aniso', not {self.uv_confidence!r}")
+
+    @property
+    def heatmap_size(self) -> int:
+        """Side of the predictor's output maps: pooled size x 2 (deconv) x 2 (interpolation)."""
+        return self.pooler_resolution * 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise DensePoseError(f"unknown model config fields: {', '.join(unknown)}")
+        return cls(**values)

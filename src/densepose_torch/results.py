@@ -1,0 +1,112 @@
+"""What a prediction returns: per-box DensePose charts and full-image IUV maps.
+
+Everything here is numpy, so results can be saved, rendered and served without torch.
+Coordinates are original-image pixels; boxes are XYXY floats.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+CONFIDENCE_FIELDS = ("sigma_2", "kappa_u", "kappa_v", "fine_segm_confidence", "coarse_segm_confidence")
+
+
+@dataclass(frozen=True)
+class ChartResult:
+    """DensePose chart of one detection, anchored in the image at (x, y).
+
+    `labels` (h, w) uint8 holds the body part 1..24 of each pixel of the box, 0 for background;
+    `uv` (2, h, w) float32 the chart coordinates of that part (0 at background). As in detectron2,
+    (x, y, w, h) are int(x0), int(y0), max(int(x1 - x0), 1), max(int(y1 - y0), 1) of the float box,
+    each truncated separately. Confidence maps are (h, w) float32 and exist only for models that
+    predict them: sigma_2, kappa_u, kappa_v are raw network outputs picked by label (0 at
+    background); fine/coarse segm confidences cover the whole box.
+    """
+
+    x: int
+    y: int
+    labels: np.ndarray
+    uv: np.ndarray
+    sigma_2: np.ndarray | None = None
+    kappa_u: np.ndarray | None = None
+    kappa_v: np.ndarray | None = None
+    fine_segm_confidence: np.ndarray | None = None
+    coarse_segm_confidence: np.ndarray | None = None
+
+    @property
+    def height(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.labels.shape[1])
+
+    def confidences(self) -> dict[str, np.ndarray]:
+        """The confidence maps this chart has, by name."""
+        return {name: getattr(self, name) for name in CONFIDENCE_FIELDS if getattr(self, name) is not None}
+
+
+@dataclass(frozen=True)
+class DenseMaps:
+    """Full-image maps: part I (uint8 0..24), U and V (float32, 0 at background), and the
+    instance index (uint16, 0 = background, k = the k-th detection of the result, 1-based)."""
+
+    I: np.ndarray  # noqa: E741 - DensePose's own name for the part map
+    U: np.ndarray
+    V: np.ndarray
+    instance: np.ndarray
+
+
+@dataclass(frozen=True)
+class DensePoseResult:
+    """Detections of one image, in descending score order (detectron2's order)."""
+
+    image_size: tuple[int, int]  # (height, width) of the original image
+    boxes: np.ndarray  # (N, 4) float32 XYXY
+    scores: np.ndarray  # (N,) float32
+    charts: list[ChartResult] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def select(self, keep: np.ndarray | list[int]) -> "DensePoseResult":
+        """The detections at the given indices (or boolean mask), in that order."""
+        index = np.arange(len(self))[np.asarray(keep)] if len(self) else np.zeros(0, np.int64)
+        return replace(
+            self,
+            boxes=self.boxes[index].reshape(-1, 4),
+            scores=self.scores[index],
+            charts=[self.charts[i] for i in index],
+        )
+
+    def above(self, min_score: float) -> "DensePoseResult":
+        """Detections whose score is at least `min_score`."""
+        return self.select(self.scores >= min_score)
+
+    def to_dense(self) -> DenseMaps:
+        """Paste every chart into full-image maps. Where charts overlap, the pixel goes to the
+        higher-scoring detection (the earlier one on equal scores); only body pixels (I > 0) are
+        pasted, so a detection's background never hides another one's body."""
+        height, width = self.image_size
+        part = np.zeros((height, width), np.uint8)
+        u = np.zeros((height, width), np.float32)
+        v = np.zeros((height, width), np.float32)
+        instance = np.zeros((height, width), np.uint16)
+        # Paint the lowest score first so that higher scores overwrite it; a stable sort on the
+        # negated order keeps "earlier wins" on ties.
+        order = np.argsort(-self.scores, kind="stable")[::-1]
+        for index in order:
+            chart = self.charts[index]
+            y0, x0 = max(chart.y, 0), max(chart.x, 0)
+            y1, x1 = min(chart.y + chart.height, height), min(chart.x + chart.width, width)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            labels = chart.labels[y0 - chart.y : y1 - chart.y, x0 - chart.x : x1 - chart.x]
+            body = labels > 0
+            window = (slice(y0, y1), slice(x0, x1))
+            part[window][body] = labels[body]
+            u[window][body] = chart.uv[0, y0 - chart.y : y1 - chart.y, x0 - chart.x : x1 - chart.x][body]
+            v[window][body] = chart.uv[1, y0 - chart.y : y1 - chart.y, x0 - chart.x : x1 - chart.x][body]
+            instance[window][body] = index + 1
+        return DenseMaps(I=part, U=u, V=v, instance=instance)
