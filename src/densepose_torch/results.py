@@ -72,7 +72,8 @@ class DensePoseResult:
 
     def select(self, keep: np.ndarray | list[int]) -> "DensePoseResult":
         """The detections at the given indices (or boolean mask), in that order."""
-        index = np.arange(len(self))[np.asarray(keep)] if len(self) else np.zeros(0, np.int64)
+        keep = np.asarray(keep)
+        index = np.flatnonzero(keep) if keep.dtype == np.bool_ else keep.astype(np.int64).reshape(-1)
         return replace(
             self,
             boxes=self.boxes[index].reshape(-1, 4),

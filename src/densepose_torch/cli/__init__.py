@@ -3,18 +3,21 @@ adds its parser with `add_parser(subparsers)` and sets `handler` to a function(a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import DensePoseError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import evaluate as evaluate_cmd
     from . import models as models_cmd
+    from . import predict as predict_cmd
 
     parser = argparse.ArgumentParser(prog="densepose", description="Dense human pose estimation (DensePose) in plain PyTorch.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in (models_cmd,):
+    for module in (predict_cmd, models_cmd, evaluate_cmd):
         module.add_parser(subparsers)
     return parser
 
@@ -30,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("densepose: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`densepose models | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -3,9 +3,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+
+def _default_mode() -> int:
+    """The permissions a plainly created file would get (mkstemp makes files private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _publish(tmp: str | os.PathLike, target: Path) -> None:
+    os.chmod(tmp, stat.S_IMODE(_default_mode()))
+    os.replace(tmp, target)
 
 
 @contextlib.contextmanager
@@ -20,7 +33,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", suffix: str | None =
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
+        _publish(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
@@ -41,7 +54,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise OSError(f"nothing was written to {target}")
-        os.replace(tmp, target)
+        _publish(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

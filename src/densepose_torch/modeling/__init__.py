@@ -1,0 +1,4 @@
+"""The network: backbone (ResNet + FPN), proposal generator (RPN) and ROI heads (box + DensePose)."""
+from .densepose_rcnn import DensePoseRCNN, RawDetections, build_model
+
+__all__ = ["DensePoseRCNN", "RawDetections", "build_model"]

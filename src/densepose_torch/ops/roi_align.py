@@ -1,48 +1,42 @@
-"""RoIAlign with torchvision's exact semantics, in plain torch.
+"""RoIAlign with torchvision's exact semantics and arithmetic, in plain torch.
 
-Every output bin averages a grid of bilinear samples. Sample positions follow torchvision's CPU
-kernel: a sample more than one pixel outside the map contributes 0, one within a pixel of the
-border is clamped onto it. The sampling itself runs through `grid_sample` (border padding gives
-the clamping, a mask gives the zeros), all boxes of an image at once.
+Every output bin averages a grid of bilinear samples. Sample positions, the clamping of samples
+near the border, the zeros for samples more than a pixel outside, the four corner weights and
+the order in which samples are summed all follow torchvision's CPU kernel, so results agree with
+it to the last bit or nearly (DensePose's random-weight references amplify any difference).
+All boxes of a chunk are computed at once: each sample is a gather of four rows of a
+channels-last copy of the feature map.
 """
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 
-# Bound on the samples grid_sample handles per call (boxes x bins x samples), to cap memory.
-_MAX_SAMPLES_PER_CALL = 1 << 20
-
-
-def _sample_grid(
-    start: torch.Tensor, bin_size: torch.Tensor, bins: int, grid: torch.Tensor, max_grid: int, limit: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel coordinates (R, bins * max_grid) of the samples along one axis, and a weight per sample
-    that is 1 / grid for the first `grid` samples of each bin and 0 for padding samples."""
-    device = start.device
-    bin_index = torch.arange(bins, device=device, dtype=start.dtype)[:, None]
-    sample_index = torch.arange(max_grid, device=device, dtype=start.dtype)[None, :]
-    grid_f = grid.to(start.dtype)[:, None, None]
-    coords = (
-        start[:, None, None]
-        + bin_index[None] * bin_size[:, None, None]
-        + (sample_index[None] + 0.5) * bin_size[:, None, None] / grid_f
-    )
-    used = sample_index[None] < grid_f
-    weight = torch.where(used, 1.0 / grid_f, torch.zeros((), dtype=start.dtype, device=device))
-    inside = (coords >= -1.0) & (coords <= limit)
-    weight = weight * inside
-    return coords.reshape(start.shape[0], -1), weight.reshape(start.shape[0], -1)
+# Bound on gathered rows (boxes x bins x samples x 4 corners) per step, to cap memory.
+_MAX_ROWS_PER_STEP = 1 << 20
 
 
-def _normalise(coords: torch.Tensor, size: int) -> torch.Tensor:
-    """Map pixel coordinates to grid_sample's [-1, 1] (align_corners=True); clamping to the
-    border pixel is left to padding_mode="border", as torchvision clamps."""
-    if size == 1:
-        return torch.zeros_like(coords)
-    return coords * (2.0 / (size - 1)) - 1.0
+def _axis_samples(
+    start: torch.Tensor, bin_size: torch.Tensor, bins: int, grid: torch.Tensor, max_grid: int, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Along one axis, for (R, bins, max_grid) samples: low and high pixel index, the weights of
+    the low and high pixel, and whether the sample exists and lies within a pixel of the map."""
+    dtype = start.dtype
+    bin_index = torch.arange(bins, dtype=dtype, device=start.device)[None, :, None]
+    sample = torch.arange(max_grid, device=start.device)[None, None, :]
+    grid_f = grid.to(dtype)[:, None, None]
+    coord = (start[:, None, None] + bin_index * bin_size[:, None, None]) + (sample.to(dtype) + 0.5) * bin_size[:, None, None] / grid_f
+    valid = (coord >= -1.0) & (coord <= size) & (sample < grid[:, None, None])
+    # Padding samples of empty boxes divide by a grid of 0; park them on pixel 0 (weight 0).
+    coord = torch.where(valid, coord, torch.zeros_like(coord)).clamp(min=0)
+    low = coord.to(torch.int64)
+    at_edge = low >= size - 1
+    low = torch.where(at_edge, torch.full_like(low, size - 1), low)
+    high = torch.where(at_edge, low, low + 1)
+    coord = torch.where(at_edge, low.to(dtype), coord)
+    frac = coord - low.to(dtype)
+    return low, high, 1.0 - frac, frac, valid
 
 
 def roi_align(
@@ -58,19 +52,17 @@ def roi_align(
     bin, per box; `aligned` shifts boxes by half a pixel (detectron2's ROIAlignV2)."""
     out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
     num_rois = rois.shape[0]
-    _, channels, height, width = features.shape
-    output = features.new_zeros((num_rois, channels, out_h, out_w))
+    batch, channels, height, width = features.shape
     if num_rois == 0:
-        return output
+        return features.new_zeros((0, channels, out_h, out_w))
 
-    rois = rois.to(features.dtype if features.dtype == torch.float64 else torch.float32)
+    dtype = features.dtype
+    rois = rois.to(dtype)
     offset = 0.5 if aligned else 0.0
     x1 = rois[:, 1] * spatial_scale - offset
     y1 = rois[:, 2] * spatial_scale - offset
-    x2 = rois[:, 3] * spatial_scale - offset
-    y2 = rois[:, 4] * spatial_scale - offset
-    roi_w = x2 - x1
-    roi_h = y2 - y1
+    roi_w = (rois[:, 3] * spatial_scale - offset) - x1
+    roi_h = (rois[:, 4] * spatial_scale - offset) - y1
     if not aligned:
         roi_w = roi_w.clamp(min=1.0)
         roi_h = roi_h.clamp(min=1.0)
@@ -82,34 +74,44 @@ def roi_align(
     else:
         grid_h = torch.ceil(roi_h / out_h).to(torch.int64)
         grid_w = torch.ceil(roi_w / out_w).to(torch.int64)
-    # A box with no samples in some direction (empty box) averages over max(count, 1) = 1 sample
-    # of nothing, which is 0: zero weights express that.
+    count = (grid_h * grid_w).clamp(min=1).to(dtype)
     max_gh = max(int(grid_h.max()), 1)
     max_gw = max(int(grid_w.max()), 1)
 
-    ys, wy = _sample_grid(y1, bin_h, out_h, grid_h, max_gh, height)
-    xs, wx = _sample_grid(x1, bin_w, out_w, grid_w, max_gw, width)
-    ys_norm = _normalise(ys, height)
-    xs_norm = _normalise(xs, width)
+    y_low, y_high, y_w0, y_w1, y_ok = _axis_samples(y1, bin_h, out_h, grid_h, max_gh, height)
+    x_low, x_high, x_w0, x_w1, x_ok = _axis_samples(x1, bin_w, out_w, grid_w, max_gw, width)
 
-    samples_per_roi = out_h * max_gh * out_w * max_gw
-    chunk = max(1, _MAX_SAMPLES_PER_CALL // samples_per_roi)
-    batch_index = rois[:, 0].to(torch.int64)
-    for image in torch.unique(batch_index).tolist():
-        members = torch.nonzero(batch_index == image).flatten()
-        feature = features[image : image + 1]
-        for start in range(0, members.numel(), chunk):
-            idx = members[start : start + chunk]
-            n = idx.numel()
-            gy = ys_norm[idx][:, :, None].expand(n, out_h * max_gh, out_w * max_gw)
-            gx = xs_norm[idx][:, None, :].expand(n, out_h * max_gh, out_w * max_gw)
-            grid = torch.stack((gx, gy), dim=-1).reshape(1, n * out_h * max_gh, out_w * max_gw, 2)
-            sampled = F.grid_sample(feature, grid.to(feature.dtype), mode="bilinear", padding_mode="border", align_corners=True)
-            sampled = sampled.reshape(channels, n, out_h, max_gh, out_w, max_gw)
-            weight = (wy[idx].reshape(n, out_h, max_gh)[:, :, :, None, None] * wx[idx].reshape(n, 1, 1, out_w, max_gw))
-            pooled = (sampled * weight[None].to(sampled.dtype)).sum(dim=(3, 5))
-            output[idx] = pooled.permute(1, 0, 2, 3)
-    return output
+    # (H*W*N, C) rows: one gather fetches all channels of a pixel.
+    table = features.permute(0, 2, 3, 1).reshape(-1, channels)
+    image = rois[:, 0].to(torch.int64) * (height * width)
+    output = features.new_empty((num_rois, out_h, out_w, channels))
+    rows_per_roi = out_h * out_w * max_gh * max_gw * 4
+    step = max(1, _MAX_ROWS_PER_STEP // rows_per_roi)
+    for begin in range(0, num_rois, step):
+        r = slice(begin, min(begin + step, num_rois))
+        n = r.stop - r.start
+        # Broadcast to (n, PH, gh, PW, gw).
+        yl, yh = y_low[r][:, :, :, None, None], y_high[r][:, :, :, None, None]
+        xl, xh = x_low[r][:, None, None, :, :], x_high[r][:, None, None, :, :]
+        hy, ly = y_w0[r][:, :, :, None, None], y_w1[r][:, :, :, None, None]
+        hx, lx = x_w0[r][:, None, None, :, :], x_w1[r][:, None, None, :, :]
+        ok = (y_ok[r][:, :, :, None, None] & x_ok[r][:, None, None, :, :]).to(dtype)
+        base = image[r][:, None, None, None, None]
+        weights = [hy * hx * ok, hy * lx * ok, ly * hx * ok, ly * lx * ok]
+        corners = [base + yl * width + xl, base + yl * width + xh, base + yh * width + xl, base + yh * width + xh]
+        # The kernel's arithmetic: ((w1*a + w2*b) + w3*c) + w4*d per sample, then a running sum
+        # over the bin's samples in row-major order, then one division by the count.
+        value = None
+        for weight, corner in zip(weights, corners):
+            term = weight.reshape(-1, 1) * table[corner.reshape(-1)]
+            value = term if value is None else value + term
+        value = value.reshape(n, out_h, max_gh, out_w, max_gw, channels)
+        pooled = torch.zeros((n, out_h, out_w, channels), dtype=dtype, device=features.device)
+        for iy in range(max_gh):
+            for ix in range(max_gw):
+                pooled = pooled + value[:, :, iy, :, ix]
+        output[r] = pooled / count[r][:, None, None, None]
+    return output.permute(0, 3, 1, 2).contiguous()
 
 
 def level_of_boxes(boxes: torch.Tensor, min_level: int, max_level: int, canonical_size: float = 224.0, canonical_level: int = 4) -> torch.Tensor:

@@ -1,0 +1,193 @@
+"""`densepose evaluate`: the official DensePose-COCO metrics (GPS, GPSm, IOU AP/AR and box AP)
+of a results file, or of a model's predictions on the ground truth's images."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import DensePoseError
+from ..io.atomic import atomic_write
+from ..io.coco_results import load_results, result_to_records, write_results
+
+EXAMPLES = """examples:
+  densepose evaluate --gt densepose_minival2014.json --pred results.json -o metrics.json
+  densepose evaluate --gt ann.json --pred out/json/ --surface official:~/densepose_data
+  densepose evaluate --gt ann.json --model R_50_FPN_s1x --images val2014/ --pred-out preds.json
+
+surfaces (GPS needs a body model):
+  official      DensePose's SMPL files, downloaded once (~1.5 GB) into the cache
+                ($DENSEPOSE_TORCH_CACHE, default ~/.cache/densepose_torch)
+  official:DIR  the same files from DIR (SMPL_subdiv.mat, SMPL_SUBDIV_TRANSFORM.mat, Pdist_matrix.pkl)
+  synthetic     the anny body of our synthetic data engine
+  none          no GPS/GPSm: mask IOU and box AP only
+"""
+MODE_LABELS = {"gps": "GPS", "gpsm": "GPSm", "iou": "IOU"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="DensePose-COCO metrics (GPS, GPSm, IOU AP and box AP) of predictions",
+        description="Evaluate DensePose predictions against DensePose-COCO annotations exactly as "
+        "detectron2's official evaluator does.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--gt", required=True, metavar="ANN.json", help="DensePose-COCO annotation file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pred", metavar="RESULTS", help="COCO DensePose results file, or a folder of them")
+    source.add_argument("--model", metavar="NAME|PATH", help="predict first with this zoo model or checkpoint")
+    parser.add_argument("--images", metavar="DIR", help="with --model: folder holding the ground truth's images")
+    parser.add_argument("--pred-out", metavar="RESULTS.json",
+                        help="with --model: save the predictions here; an interrupted run resumes, a finished one is reused")
+    parser.add_argument("--device", default=None, help="with --model: cpu or cuda (default: cuda when available)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="with --model (default fp32)")
+    parser.add_argument("--surface", default="official", metavar="SURFACE",
+                        help="official (default), official:DIR, synthetic or none; see below")
+    parser.add_argument("--min-iou", type=float, default=0.5, metavar="T",
+                        help="lowest matching threshold: 0.5 (AP over 0.50:0.95, default) or e.g. 0.2 (the APex variant)")
+    parser.add_argument("-o", "--output", metavar="METRICS.json", help="also write the metrics as JSON")
+    parser.set_defaults(handler=run)
+
+
+def resolve_surface(spec: str):
+    """The body surface (evaluation.BodySurface) named on the command line (None for "none")."""
+    from ..evaluation import download_official_data, load_official_surface
+
+    if spec == "none":
+        return None
+    if spec == "official":
+        return load_official_surface(download_official_data())
+    if spec.startswith("official:"):
+        return load_official_surface(Path(spec.split(":", 1)[1]).expanduser())
+    if spec == "synthetic":
+        try:
+            from ..synthetic.surface import load_surface
+        except ImportError:
+            raise DensePoseError("the synthetic anny surface is not available in this installation; use --surface official") from None
+        return load_surface()
+    raise DensePoseError(f"unknown --surface {spec!r}: use official, official:DIR, synthetic or none")
+
+
+def _image_path(folder: Path, file_name: str) -> Path | None:
+    for candidate in (folder / file_name, folder / Path(file_name).name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_partial(path: Path) -> dict:
+    """Per-image records saved by an interrupted run (a torn last line is dropped)."""
+    done = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                done[entry["file_name"]] = entry["records"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return done
+
+
+def predict_ground_truth_images(gt, args: argparse.Namespace) -> list[dict]:
+    """Results records of the model on every image of the ground truth, found in --images by
+    file_name. With --pred-out, each finished image is appended to PRED_OUT.partial.jsonl, so
+    an interrupted run resumes where it stopped; the complete file is then written atomically."""
+    if not args.images:
+        raise DensePoseError("--model needs --images DIR (the folder holding the ground truth's images)")
+    folder = Path(args.images)
+    if not folder.is_dir():
+        raise DensePoseError(f"no such image folder: {folder}")
+    pred_out = Path(args.pred_out) if args.pred_out else None
+    if pred_out is not None and pred_out.is_file():
+        print(f"densepose evaluate: using the predictions in {pred_out} (delete it to predict again)", file=sys.stderr)
+        return load_results(pred_out, decode=False)
+
+    images = []
+    for image in gt.dataset["images"]:
+        name = image.get("file_name")
+        path = _image_path(folder, name) if isinstance(name, str) else None
+        if path is None:
+            raise DensePoseError(f"image {image['id']!r} ({name or 'no file_name'}) of the ground truth is not in {folder}")
+        images.append((image["id"], name, path))
+
+    partial = pred_out.with_name(pred_out.name + ".partial.jsonl") if pred_out else None
+    done = _read_partial(partial) if partial else {}
+    pending = [item for item in images if item[1] not in done]
+    if pending:
+        from .predict import build_predictor
+
+        predictor = build_predictor(args.model, args.device, args.precision)
+        log = None
+        if partial is not None:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            torn = partial.is_file() and not partial.read_bytes().endswith(b"\n") and partial.stat().st_size > 0
+            log = open(partial, "a", encoding="utf-8")
+            if torn:  # a line cut by a crash must not swallow the next one
+                log.write("\n")
+        try:
+            for image_id, name, path in tqdm(pending, desc="predicting", unit="image"):
+                records = result_to_records(predictor(path), image_id, file_name=name)
+                done[name] = records
+                if log is not None:
+                    log.write(json.dumps({"file_name": name, "records": records}) + "\n")
+                    log.flush()
+                    os.fsync(log.fileno())
+        finally:
+            if log is not None:
+                log.close()
+    records = [record for _, name, _ in images for record in done[name]]
+    if pred_out is not None:
+        write_results(pred_out, records)
+        partial.unlink(missing_ok=True)
+    return records
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def format_table(metrics: dict) -> str:
+    """The metrics as a fixed-width table: one row per DensePose mode, then box AP."""
+    lines = []
+    modes = [mode for mode in MODE_LABELS if mode in metrics]
+    if modes:
+        names = list(metrics[modes[0]])
+        lines.append(f"{'':6}" + "".join(f"{name:>8}" for name in names))
+        for mode in modes:
+            lines.append(f"{MODE_LABELS[mode]:6}" + "".join(f"{_cell(metrics[mode][name]):>8}" for name in names))
+    box = metrics["bbox"]
+    lines.append("")
+    lines.append(f"{'':6}" + "".join(f"{name:>8}" for name in box))
+    lines.append(f"{'box':6}" + "".join(f"{_cell(value):>8}" for value in box.values()))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    # scipy and the evaluator load only when evaluating, not for every `densepose` command.
+    from ..evaluation import evaluate, load_ground_truth
+
+    if args.images and not args.model:
+        raise DensePoseError("--images goes with --model (to evaluate a results file, use --pred alone)")
+    gt = load_ground_truth(Path(args.gt))
+    surface = resolve_surface(args.surface)
+    predictions = predict_ground_truth_images(gt, args) if args.model else Path(args.pred)
+    metrics = evaluate(gt, predictions, surface, min_iou=args.min_iou, progress=True)
+    counts, thresholds = metrics["counts"], metrics["settings"]["thresholds"]
+    print(
+        f"{counts['images']} images, {counts['persons']} persons ({counts['densepose_persons']} with DensePose points), "
+        f"{counts['detections']} detections; thresholds {thresholds[0]:.2f}:{thresholds[-1]:.2f}, at most 20 detections per image"
+    )
+    if surface is None:
+        print("no body surface (--surface none): GPS and GPSm not computed")
+    print(format_table(metrics))
+    if args.output:
+        with atomic_write(args.output, "w") as handle:
+            json.dump(metrics, handle, indent=2)
+        print(f"metrics written to {args.output}")
+    return 0

@@ -1,0 +1,369 @@
+"""`densepose predict`: DensePose on images, folders, glob patterns and videos, written as
+arrays (npz, Caffe2 IUV PNGs, COCO JSON) and pictures (render presets)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import DensePoseError
+from ..io.atomic import atomic_path
+from ..io.coco_results import result_to_records, write_results
+from ..io.images import read_image
+from ..io.inputs import InputItem, expand_inputs
+from ..io.iuv_png import write_inds_png, write_iuv_png
+from ..io.npz import write_npz
+from ..io.video import VideoEncoder, choose_encoder, probe_video, read_frames, video_writer
+from ..render import PRESETS, Render, dp_iuv_texture, idm_vton_input, idm_vton_output, load_texture_atlas, top_person
+from ..results import DensePoseResult
+
+ARRAY_OUTPUTS = ("npz", "iuv", "json")
+LAYOUTS = ("folders", "beside", "viton")
+JPEG_QUALITY = 95
+
+EXAMPLES = """\
+examples:
+  densepose predict photo.jpg -o out --render segm
+  densepose predict dataset/image -o dataset/image-densepose --render viton --layout viton
+  densepose predict 'clips/*.mp4' -o out --render magicanimate --outputs npz
+  densepose predict shoots/ --recursive -o out --outputs npz,iuv,json --batch-size 4
+
+layouts (STEM = the input's path below its folder, without extension):
+  folders  OUTDIR/npz/STEM.npz, OUTDIR/iuv/STEM_IUV.png + STEM_INDS.png, OUTDIR/json/STEM.json,
+           OUTDIR/PRESET/STEM.png (videos: OUTDIR/PRESET/STEM.mp4)
+  beside   OUTDIR/STEM.npz, STEM_IUV.png, STEM_INDS.png, STEM.json, STEM_PRESET.png
+  viton    one render, OUTDIR/STEM.jpg, as VITON-HD / HR-VITON `image-densepose` folders hold
+  Video frames' arrays go to STEM/000000.npz, STEM/000001.npz, ... in place of STEM.npz.
+"""
+
+
+def _names(choices: tuple[str, ...], what: str) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(unknown)} (choose from {', '.join(choices)})")
+        return list(dict.fromkeys(names))
+
+    return parse
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="run DensePose on images, folders, glob patterns and videos",
+        description="Run DensePose on images, folders, glob patterns and videos; write arrays and pictures.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders (sorted), glob patterns")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the outputs")
+    parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name or checkpoint file (default: the embedded model)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="fp32 reproduces detectron2; bf16 is faster")
+    parser.add_argument("--min-score", type=float, default=0.8, help="keep detections scoring at least this (default 0.8, as apply_net)")
+    parser.add_argument("--outputs", type=_names(ARRAY_OUTPUTS, "output"), default=[], metavar="LIST",
+                        help="comma list of npz, iuv, json (default: npz when no --render is given)")
+    parser.add_argument("--render", type=_names(tuple(PRESETS), "preset"), default=[], metavar="LIST",
+                        help="comma list of render presets: " + ", ".join(PRESETS))
+    parser.add_argument("--batch-size", type=_positive, default=1, help="images (or frames) per model call (default 1)")
+    parser.add_argument("--recursive", action="store_true", help="include sub-folders, keeping them in the output tree")
+    parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="folders", help="how output files are named (see below)")
+    parser.add_argument("--top-person", action="store_true", help="keep only the highest-scoring person of each image")
+    parser.add_argument("--idm-vton", action="store_true",
+                        help="IDM-VTON sizes: predict on the photo resized to 768x1024 then 384x512, renders resized to "
+                             "768x1024 (arrays describe the 384x512 image)")
+    parser.add_argument("--texture-atlas", metavar="PATH", help="texture atlas for the texture preset (4x6 tiles; default: generated)")
+    parser.set_defaults(handler=run)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to write for each input, and where."""
+
+    output_dir: Path
+    outputs: tuple[str, ...]
+    renders: dict[str, Render]
+    layout: str
+    overwrite: bool
+    min_score: float
+    top_person: bool
+    idm_vton: bool
+    video_encoder: VideoEncoder | None
+
+    def array_paths(self, stem: PurePosixPath, output: str) -> list[Path]:
+        base = self.output_dir if self.layout == "beside" else self.output_dir / output
+        if output == "iuv":
+            return [base / f"{stem}_IUV.png", base / f"{stem}_INDS.png"]
+        return [base / f"{stem}.{output}"]
+
+    def render_path(self, stem: PurePosixPath, preset: str, extension: str) -> Path:
+        if self.layout == "viton":
+            return self.output_dir / f"{stem}{extension}"
+        if self.layout == "beside":
+            return self.output_dir / f"{stem}_{preset}{extension}"
+        return self.output_dir / preset / f"{stem}{extension}"
+
+    def image_render_extension(self) -> str:
+        return ".jpg" if self.layout == "viton" else ".png"
+
+    def needs_writing(self, paths: list[Path]) -> bool:
+        return self.overwrite or not all(path.exists() for path in paths)
+
+
+class LazyPredictor:
+    """Loads the model on first use, so that a run with nothing left to do loads nothing."""
+
+    def __init__(self, model: str | None, device: str | None, precision: str):
+        self._arguments = (model, device, precision)
+        self._predictor = None
+
+    def batch(self, images: list[np.ndarray]) -> list[DensePoseResult]:
+        if self._predictor is None:
+            self._predictor = build_predictor(*self._arguments)
+        return self._predictor.batch(images)
+
+
+def build_predictor(model: str | None, device: str | None, precision: str):
+    """A Predictor for the CLI: the named (or embedded default) model on the chosen device."""
+    import torch
+
+    from ..checkpoint import load_model
+    from ..inference import Predictor
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return Predictor(load_model(model, device=device), device=device, precision=precision)
+
+
+def image_id_of(stem: str) -> int:
+    """COCO image id of a file: the number ending its name (COCO_val2014_000000000785 -> 785), else 0."""
+    match = re.search(r"(\d+)$", stem)
+    return int(match.group(1)) if match else 0
+
+
+def write_picture(path: Path, rgb: np.ndarray) -> None:
+    """A PNG or JPEG (quality 95) of an RGB picture, written atomically."""
+    parameters = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    with atomic_path(path) as temporary:
+        if not cv2.imwrite(str(temporary), np.ascontiguousarray(rgb[:, :, ::-1]), parameters):
+            raise DensePoseError(f"OpenCV could not write {path}")
+
+
+def _select(result: DensePoseResult, plan: Plan) -> DensePoseResult:
+    result = result.above(plan.min_score)
+    return top_person(result) if plan.top_person else result
+
+
+def _render(plan: Plan, preset: str, image: np.ndarray, result: DensePoseResult) -> np.ndarray:
+    picture = plan.renders[preset](image, result)
+    return idm_vton_output(picture) if plan.idm_vton else picture
+
+
+def _write_arrays(plan: Plan, stem: PurePosixPath, result: DensePoseResult, image_id: int, file_name: str) -> None:
+    for output in plan.outputs:
+        paths = plan.array_paths(stem, output)
+        if not plan.needs_writing(paths):
+            continue
+        if output == "npz":
+            write_npz(paths[0], result)
+        elif output == "iuv":
+            maps = result.to_dense()
+            write_iuv_png(paths[0], maps)
+            write_inds_png(paths[1], maps)
+        else:
+            write_results(paths[0], result_to_records(result, image_id, file_name=file_name))
+
+
+def _image_pending(plan: Plan, item: InputItem) -> bool:
+    extension = plan.image_render_extension()
+    return any(plan.needs_writing(plan.array_paths(item.output_stem, output)) for output in plan.outputs) or any(
+        plan.needs_writing([plan.render_path(item.output_stem, preset, extension)]) for preset in plan.renders)
+
+
+class Job:
+    """One `densepose predict` run: counts, messages and the shared progress bar."""
+
+    def __init__(self, plan: Plan, predictor: LazyPredictor, batch_size: int, progress: tqdm):
+        self.plan, self.predictor, self.batch_size, self.progress = plan, predictor, batch_size, progress
+        self.failed: list[str] = []
+        self.skipped = 0
+
+    def report_failure(self, item: InputItem, error: Exception) -> None:
+        self.failed.append(str(item.path))
+        self.progress.write(f"densepose: skipped {item.path}: {error}", file=sys.stderr)
+
+    def images(self, items: list[InputItem]) -> None:
+        """Images in batches of `batch_size`: read, predict, write."""
+        pending = []
+        for item in items:
+            if _image_pending(self.plan, item):
+                pending.append(item)
+            else:
+                self.skipped += 1
+                self.progress.update(1)
+        for start in range(0, len(pending), self.batch_size):
+            self._image_batch(pending[start : start + self.batch_size])
+
+    def _image_batch(self, items: list[InputItem]) -> None:
+        loaded: list[tuple[InputItem, np.ndarray]] = []
+        for item in items:
+            try:
+                image = read_image(item.path)
+                loaded.append((item, idm_vton_input(image) if self.plan.idm_vton else image))
+            except DensePoseError as error:
+                self.report_failure(item, error)
+                self.progress.update(1)
+        if not loaded:
+            return
+        results = self.predictor.batch([image for _, image in loaded])
+        for (item, image), result in zip(loaded, results):
+            try:
+                self._write_image_outputs(item, image, _select(result, self.plan))
+            except (DensePoseError, OSError) as error:
+                self.report_failure(item, error)
+            self.progress.update(1)
+
+    def _write_image_outputs(self, item: InputItem, image: np.ndarray, result: DensePoseResult) -> None:
+        stem = item.output_stem
+        _write_arrays(self.plan, stem, result, image_id_of(stem.name), str(item.relative))
+        extension = self.plan.image_render_extension()
+        for preset in self.plan.renders:
+            path = self.plan.render_path(stem, preset, extension)
+            if self.plan.needs_writing([path]):
+                write_picture(path, _render(self.plan, preset, image, result))
+
+    def video(self, item: InputItem) -> None:
+        try:
+            self._video(item)
+        except (DensePoseError, OSError) as error:
+            self.report_failure(item, error)
+        self.progress.update(1)
+
+    def _video(self, item: InputItem) -> None:
+        plan = self.plan
+        stem = item.output_stem
+        render_paths = {}
+        if plan.renders:
+            render_paths = {preset: plan.render_path(stem, preset, plan.video_encoder.extension) for preset in plan.renders}
+            render_paths = {preset: path for preset, path in render_paths.items() if plan.needs_writing([path])}
+        info = probe_video(item.path)
+        with contextlib.ExitStack() as stack:
+            writers = {preset: stack.enter_context(video_writer(path, info.fps, plan.video_encoder)) for preset, path in render_paths.items()}
+            frame_bar = stack.enter_context(tqdm(total=info.frame_count or None, desc=item.path.name, unit="frame", leave=False, position=1))
+            batch: list[tuple[int, np.ndarray]] = []
+            predicted = 0
+            for index, frame in enumerate(read_frames(item.path)):
+                frame = idm_vton_input(frame) if plan.idm_vton else frame
+                frame_stem = stem / f"{index:06d}"
+                needs_arrays = any(plan.needs_writing(plan.array_paths(frame_stem, output)) for output in plan.outputs)
+                if writers or needs_arrays:
+                    batch.append((index, frame))
+                    predicted += 1
+                if len(batch) == self.batch_size:
+                    self._frame_batch(item, batch, writers)
+                    batch = []
+                frame_bar.update(1)
+            if batch:
+                self._frame_batch(item, batch, writers)
+        if not predicted:
+            self.skipped += 1
+
+    def _frame_batch(self, item: InputItem, batch: list[tuple[int, np.ndarray]], writers: dict[str, Callable[[np.ndarray], None]]) -> None:
+        results = self.predictor.batch([frame for _, frame in batch])
+        for (index, frame), result in zip(batch, results):
+            result = _select(result, self.plan)
+            _write_arrays(self.plan, item.output_stem / f"{index:06d}", result, index, str(item.relative))
+            for preset, write in writers.items():
+                write(_render(self.plan, preset, frame, result))
+
+
+def _check_combination(args: argparse.Namespace, outputs: list[str]) -> None:
+    if args.layout == "viton" and (len(args.render) != 1 or outputs):
+        raise DensePoseError("--layout viton writes exactly one render per input as OUTDIR/STEM.jpg: "
+                             "give one --render preset and no --outputs (run again for other outputs)")
+    if args.texture_atlas and "texture" not in args.render:
+        raise DensePoseError("--texture-atlas is for --render texture")
+    if not 0.0 <= args.min_score <= 1.0:
+        raise DensePoseError(f"--min-score must be between 0 and 1, not {args.min_score}")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    outputs = list(args.outputs) or ([] if args.render else ["npz"])
+    _check_combination(args, outputs)
+    output_dir = Path(args.output)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise DensePoseError(f"output {output_dir} exists and is not a folder")
+    # Outputs written into an input folder must not become inputs of the next run.
+    items = [item for item in expand_inputs(args.inputs, args.recursive) if not _inside(item.path, output_dir)]
+    if not items:
+        raise DensePoseError(f"every input lies inside the output folder {output_dir}")
+    renders = {preset: PRESETS[preset] for preset in args.render}
+    if args.texture_atlas:
+        renders["texture"] = functools.partial(dp_iuv_texture, atlas=load_texture_atlas(args.texture_atlas))
+    videos = [item for item in items if item.kind == "video"]
+    encoder = None
+    if videos and renders:
+        encoder = choose_encoder()
+        if not encoder.h264:
+            playable = "plays in current browsers" if encoder.browser_playable else "most browsers will not play it"
+            print(f"densepose: no H.264 encoder here (pip install imageio-ffmpeg adds one); videos are written with "
+                  f"{encoder.name} as {encoder.extension} ({playable})", file=sys.stderr)
+    plan = Plan(output_dir, tuple(outputs), renders, args.layout, args.overwrite, args.min_score, args.top_person,
+                args.idm_vton, encoder)
+    predictor = LazyPredictor(args.model, args.device, args.precision)
+    with tqdm(total=len(items), unit="file", desc="densepose", position=0) as progress:
+        session = Job(plan, predictor, args.batch_size, progress)
+        for is_video, group in _runs_of_kind(items):
+            if is_video:
+                for item in group:
+                    session.video(item)
+            else:
+                session.images(group)
+    done = len(items) - len(session.failed)
+    summary = f"densepose: {done} of {len(items)} inputs done ({session.skipped} already were) in {output_dir}"
+    if session.failed:
+        print(f"{summary}; {len(session.failed)} failed", file=sys.stderr)
+        return 1
+    print(summary, file=sys.stderr)
+    return 0
+
+
+def _runs_of_kind(items: list[InputItem]) -> Iterator[tuple[bool, list[InputItem]]]:
+    """Consecutive images, and each video, in input order."""
+    group: list[InputItem] = []
+    for item in items:
+        if item.kind == "video":
+            if group:
+                yield False, group
+                group = []
+            yield True, [item]
+        else:
+            group.append(item)
+    if group:
+        yield False, group

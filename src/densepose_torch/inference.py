@@ -1,0 +1,146 @@
+"""Running a model on images: `Predictor(model)(image) -> DensePoseResult`.
+
+Pre-processing is detectron2's DefaultPredictor: the image as BGR uint8, resized with Pillow's
+bilinear filter so its short side is 800 (long side at most 1333), then normalised and padded
+inside the model. Results come back in the original image's pixels.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import DensePoseError
+from .io.images import ChannelOrder, ImageInput, to_rgb_array
+from .modeling import DensePoseRCNN
+from .modeling.layers import fold_frozen_batchnorm
+from .postprocessing import rescale_detections, to_result
+from .results import ChartResult, DenseMaps, DensePoseResult
+
+__all__ = ["Predictor", "ChartResult", "DenseMaps", "DensePoseResult", "resized_shape"]
+
+Precision = Literal["fp32", "bf16"]
+
+
+def resized_shape(height: int, width: int, short_side: int, max_side: int) -> tuple[int, int]:
+    """(new height, new width): short side scaled to `short_side`, long side capped at `max_side`,
+    rounded half up, as detectron2's ResizeShortestEdge does."""
+    scale = short_side * 1.0 / min(height, width)
+    new_h, new_w = (short_side * 1.0, scale * width) if height < width else (scale * height, short_side * 1.0)
+    if max(new_h, new_w) > max_side:
+        scale = max_side * 1.0 / max(new_h, new_w)
+        new_h, new_w = new_h * scale, new_w * scale
+    return int(new_h + 0.5), int(new_w + 0.5)
+
+
+def _bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+class Predictor:
+    """Runs a DensePose R-CNN on images.
+
+    precision="fp32" reproduces detectron2 bit for bit; "bf16" folds FrozenBN into the
+    convolutions and runs them in bfloat16 (CPUs with AVX512-BF16/AMX, and CUDA): faster, at a
+    small cost in accuracy.
+    Images are paths, PIL images or arrays; arrays are RGB unless channel_order="bgr".
+    """
+
+    def __init__(self, model: DensePoseRCNN, device: str | torch.device | None = None, precision: Precision = "fp32"):
+        if precision not in ("fp32", "bf16"):
+            raise DensePoseError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
+        device = torch.device(device) if device is not None else model.device
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise DensePoseError("CUDA was requested but this torch build has no usable GPU; use --device cpu")
+        if precision == "bf16" and not _bf16_supported(device):
+            raise DensePoseError(f"bf16 is not supported on this {device.type} (it needs AVX512-BF16/AMX or a recent GPU); use fp32")
+        self.model = model.to(device).eval()
+        if precision == "bf16":
+            # Folding changes results at float-rounding level, which the exact path must not.
+            fold_frozen_batchnorm(self.model)
+        self.device = device
+        self.precision: Precision = precision
+        self.config = model.config
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        """(3, H', W') float32 BGR tensor of the resized image."""
+        height, width = rgb.shape[:2]
+        new_h, new_w = resized_shape(height, width, self.config.min_size_test, self.config.max_size_test)
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        if (new_h, new_w) != (height, width):
+            bgr = np.asarray(Image.fromarray(bgr).resize((new_w, new_h), Image.BILINEAR))
+        return torch.from_numpy(bgr.astype(np.float32).transpose(2, 0, 1).copy())
+
+    def __call__(self, image: ImageInput, channel_order: ChannelOrder = "rgb") -> DensePoseResult:
+        return self.batch([image], channel_order)[0]
+
+    def batch(self, images: Sequence[ImageInput] | Iterable[ImageInput], channel_order: ChannelOrder = "rgb") -> list[DensePoseResult]:
+        """Results for several images. Images whose resized sizes pad to the same shape run as one
+        batch; the others separately, so every result equals the single-image result."""
+        arrays = [to_rgb_array(image, channel_order) for image in images]
+        return self._run(arrays, None)
+
+    def predict_boxes(
+        self, image: ImageInput, boxes: np.ndarray | torch.Tensor | Sequence[Sequence[float]], channel_order: ChannelOrder = "rgb",
+        scores: np.ndarray | Sequence[float] | None = None,
+    ) -> DensePoseResult:
+        """DensePose on the given XYXY boxes (original-image pixels), skipping detection: for
+        users with their own person detector. Scores default to 1."""
+        rgb = to_rgb_array(image, channel_order)
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) if not isinstance(boxes, torch.Tensor) else boxes.float().reshape(-1, 4).cpu().numpy()
+        if not np.isfinite(boxes).all():
+            raise DensePoseError("boxes must be finite numbers")
+        result = self._run([rgb], [boxes])[0]
+        if scores is not None:
+            given = np.asarray(scores, dtype=np.float32).reshape(-1)
+            if given.shape[0] != boxes.shape[0]:
+                raise DensePoseError(f"{given.shape[0]} scores for {boxes.shape[0]} boxes")
+            kept = self._kept_boxes(boxes, rgb.shape[:2])
+            result = DensePoseResult(result.image_size, result.boxes, given[kept], result.charts)
+        return result
+
+    @staticmethod
+    def _kept_boxes(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        clipped = boxes.copy()
+        clipped[:, 0::2] = clipped[:, 0::2].clip(0, size[1])
+        clipped[:, 1::2] = clipped[:, 1::2].clip(0, size[0])
+        return np.flatnonzero((clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]))
+
+    @torch.inference_mode()
+    def _run(self, arrays: list[np.ndarray], boxes: list[np.ndarray] | None) -> list[DensePoseResult]:
+        inputs = [self.preprocess(rgb) for rgb in arrays]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, tensor in enumerate(inputs):
+            padded = tuple(-(-s // 32) * 32 for s in tensor.shape[-2:])
+            groups.setdefault(padded, []).append(index)
+        results: list[DensePoseResult | None] = [None] * len(arrays)
+        for members in groups.values():
+            member_boxes = None
+            if boxes is not None:
+                member_boxes = [self._boxes_to_input(boxes[i], arrays[i].shape[:2], inputs[i].shape[-2:]) for i in members]
+            with self._autocast():
+                raw = self.model([inputs[i] for i in members], member_boxes)
+            for i, detections in zip(members, raw):
+                original = arrays[i].shape[:2]
+                rescaled = rescale_detections(detections, tuple(inputs[i].shape[-2:]), original)
+                results[i] = to_result(rescaled, original)
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _boxes_to_input(boxes: np.ndarray, original: tuple[int, int], resized: torch.Size) -> torch.Tensor:
+        """User boxes (original pixels) in the resized input's pixels, as detectron2's
+        transform of boxes does: scale each coordinate, then clip."""
+        scaled = torch.from_numpy(boxes.copy())
+        scaled[:, 0::2] *= resized[1] * 1.0 / original[1]
+        scaled[:, 1::2] *= resized[0] * 1.0 / original[0]
+        return scaled

@@ -1,0 +1,109 @@
+"""DensePose results as a plain NumPy `.npz` archive, readable with numpy alone
+(`np.load(path)`; nothing pickled, so `allow_pickle=False` works).
+
+Arrays in the file:
+
+| key | shape, dtype | meaning |
+|---|---|---|
+| `I` | (H, W) uint8 | body part 1..24 of each pixel of the image, 0 = background |
+| `U`, `V` | (H, W) float32 | chart coordinates of that part, 0 at background |
+| `instance` | (H, W) uint16 | which detection owns the pixel: k = row k-1 of `boxes`, 0 = background |
+| `boxes` | (N, 4) float32 | detections, XYXY in image pixels, descending score |
+| `scores` | (N,) float32 | detection scores |
+| `sigma_2`, `kappa_u`, `kappa_v`, `fine_segm_confidence`, `coarse_segm_confidence` | (H, W) float32 | only for models that predict them: the owning detection's confidence, 0 at background |
+| `chart_xy` | (N, 2) int32 | top-left pixel (x, y) where each detection's chart is anchored |
+| `chart{k}_labels`, `chart{k}_uv`, `chart{k}_<confidence>` | (h, w) uint8, (2, h, w) float32, (h, w) float32 | detection k's own chart (k from 0), lossless |
+| `format` | () str | "densepose-torch-npz/1" |
+
+Overlap rule of the full-image maps: where detections overlap, the higher-scoring one owns the
+pixel (`DensePoseResult.to_dense()`); the per-detection charts keep everything.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DensePoseError
+from ..results import CONFIDENCE_FIELDS, ChartResult, DensePoseResult
+from .atomic import atomic_write
+
+FORMAT = "densepose-torch-npz/1"
+
+
+def result_arrays(result: DensePoseResult) -> dict[str, np.ndarray]:
+    """The arrays `write_npz` stores, by key."""
+    maps = result.to_dense()
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(FORMAT),
+        "I": maps.I,
+        "U": maps.U.astype(np.float32),
+        "V": maps.V.astype(np.float32),
+        "instance": maps.instance,
+        "boxes": result.boxes.astype(np.float32).reshape(-1, 4),
+        "scores": result.scores.astype(np.float32).reshape(-1),
+        "chart_xy": np.array([[chart.x, chart.y] for chart in result.charts], np.int32).reshape(-1, 2),
+    }
+    height, width = result.image_size
+    owner = maps.instance.astype(np.int64) - 1
+    for name in CONFIDENCE_FIELDS:
+        if not result.charts or any(getattr(chart, name) is None for chart in result.charts):
+            continue
+        full = np.zeros((height, width), np.float32)
+        for index, chart in enumerate(result.charts):
+            _paste_owned(full, getattr(chart, name), chart, owner == index)
+        arrays[name] = full
+    for index, chart in enumerate(result.charts):
+        arrays[f"chart{index}_labels"] = chart.labels.astype(np.uint8)
+        arrays[f"chart{index}_uv"] = chart.uv.astype(np.float32)
+        for name, values in chart.confidences().items():
+            arrays[f"chart{index}_{name}"] = values.astype(np.float32)
+    return arrays
+
+
+def _paste_owned(full: np.ndarray, values: np.ndarray, chart: ChartResult, owned: np.ndarray) -> None:
+    height, width = full.shape
+    top, left = max(chart.y, 0), max(chart.x, 0)
+    bottom, right = min(chart.y + chart.height, height), min(chart.x + chart.width, width)
+    if bottom <= top or right <= left:
+        return
+    window = owned[top:bottom, left:right]
+    box_values = values[top - chart.y : bottom - chart.y, left - chart.x : right - chart.x]
+    full[top:bottom, left:right][window] = box_values[window]
+
+
+def write_npz(path: str | os.PathLike, result: DensePoseResult) -> Path:
+    """Write `result` as a compressed `.npz` (atomically); returns the path."""
+    path = Path(path)
+    with atomic_write(path, "wb") as handle:
+        np.savez_compressed(handle, **result_arrays(result))
+    return path
+
+
+def read_npz(path: str | os.PathLike) -> DensePoseResult:
+    """The DensePoseResult stored in a file written by `write_npz` (from its per-detection charts,
+    so it is exactly the result that was written)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise DensePoseError(f"no such file: {path}") from None
+    except (OSError, ValueError) as error:
+        raise DensePoseError(f"not a DensePose .npz file: {path} ({error})") from None
+    if "format" not in arrays or str(arrays["format"]) != FORMAT:
+        raise DensePoseError(f"not a densepose-torch .npz file (no format {FORMAT!r}): {path}")
+    try:
+        return _result_from_arrays(arrays)
+    except KeyError as missing:
+        raise DensePoseError(f"incomplete DensePose .npz file, {missing} is missing: {path}") from None
+
+
+def _result_from_arrays(arrays: dict[str, np.ndarray]) -> DensePoseResult:
+    charts = []
+    for index, (x, y) in enumerate(arrays["chart_xy"]):
+        confidences = {name: arrays[f"chart{index}_{name}"] for name in CONFIDENCE_FIELDS if f"chart{index}_{name}" in arrays}
+        charts.append(ChartResult(x=int(x), y=int(y), labels=arrays[f"chart{index}_labels"], uv=arrays[f"chart{index}_uv"], **confidences))
+    height, width = arrays["I"].shape
+    return DensePoseResult(image_size=(int(height), int(width)), boxes=arrays["boxes"], scores=arrays["scores"], charts=charts)

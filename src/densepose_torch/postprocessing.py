@@ -1,0 +1,83 @@
+"""From raw model outputs to results in original-image pixels (detectron2's detector_postprocess
+and its chart-result converters).
+
+Each detection's SxS maps are resampled to its integer box with torch's bilinear interpolate
+(align_corners=False), called on that detection's own (1, C, S, S) slice as detectron2 calls
+it: the kernel's rounding depends on its code path, which depends on the output size, so only
+the same call reproduces detectron2 to the bit. Labels are the fine-part argmax where the coarse
+argmax is foreground; U, V (and sigma_2/kappa) are gathered from the labelled part's channel.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .modeling import RawDetections
+from .ops.boxes import clip_boxes, nonempty
+from .results import ChartResult, DensePoseResult
+
+PER_PART_FIELDS = ("u", "v", "sigma_2", "kappa_u", "kappa_v")
+WHOLE_BOX_FIELDS = ("fine_segm_confidence", "coarse_segm_confidence")
+
+
+def rescale_detections(raw: RawDetections, input_size: tuple[int, int], original_size: tuple[int, int]) -> RawDetections:
+    """Boxes scaled from the resized input to the original image, clipped, empty ones dropped."""
+    scale_y = original_size[0] / input_size[0]
+    scale_x = original_size[1] / input_size[1]
+    boxes = raw.boxes.clone()
+    boxes[:, 0::2] *= scale_x
+    boxes[:, 1::2] *= scale_y
+    boxes = clip_boxes(boxes, original_size[0], original_size[1])
+    keep = nonempty(boxes)
+    return RawDetections(boxes[keep], raw.scores[keep], {k: v[keep] for k, v in raw.densepose.items()})
+
+
+def integer_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) int64 x, y, w, h: each of x0, y0, x1 - x0, y1 - y0 truncated on its own (so a box
+    can end a pixel short of int(x1)), w and h at least 1."""
+    xywh = boxes.clone()
+    xywh[:, 2:] -= xywh[:, :2]
+    xywh = xywh.long()
+    xywh[:, 2:] = xywh[:, 2:].clamp(min=1)
+    return xywh
+
+
+def _resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(maps, size, mode="bilinear", align_corners=False)[0]
+
+
+def chart_of_box(outputs: dict[str, torch.Tensor], index: int, x: int, y: int, w: int, h: int) -> ChartResult:
+    """The chart of detection `index` placed at (x, y) with size (h, w)."""
+    size = (h, w)
+    foreground = _resize(outputs["coarse_segm"][index : index + 1], size).argmax(dim=0) > 0
+    labels = _resize(outputs["fine_segm"][index : index + 1], size).argmax(dim=0) * foreground
+    body = labels > 0
+    values = {}
+    for name in PER_PART_FIELDS:
+        if name in outputs:
+            picked = _resize(outputs[name][index : index + 1], size).gather(0, labels[None])[0]
+            values[name] = torch.where(body, picked, torch.zeros_like(picked)).numpy()
+    for name in WHOLE_BOX_FIELDS:
+        if name in outputs:
+            values[name] = _resize(outputs[name][index : index + 1], size)[0].numpy()
+    uv = np.stack((values.pop("u"), values.pop("v")))
+    return ChartResult(x=x, y=y, labels=labels.to(torch.uint8).numpy(), uv=uv, **values)
+
+
+def charts_from_outputs(boxes: torch.Tensor, outputs: dict[str, torch.Tensor]) -> list[ChartResult]:
+    """Per-box chart results from the raw (N, C, S, S) outputs of boxes in original pixels."""
+    outputs = {k: v.detach().float().cpu().contiguous() for k, v in outputs.items()}
+    xywh = integer_boxes(boxes.detach().float().cpu()).tolist()
+    return [chart_of_box(outputs, i, x, y, w, h) for i, (x, y, w, h) in enumerate(xywh)]
+
+
+def to_result(raw: RawDetections, original_size: tuple[int, int]) -> DensePoseResult:
+    """A DensePoseResult from detections already rescaled to the original image."""
+    boxes = raw.boxes.detach().float().cpu()
+    return DensePoseResult(
+        image_size=original_size,
+        boxes=boxes.numpy().astype(np.float32).reshape(-1, 4),
+        scores=raw.scores.detach().float().cpu().numpy().astype(np.float32),
+        charts=charts_from_outputs(boxes, raw.densepose) if len(boxes) else [],
+    )

@@ -1,0 +1,230 @@
+"""Writing a synthetic DensePose-COCO dataset to disk (what `densepose synth` runs).
+
+    OUT/annotations.json        one COCO JSON (images, annotations, categories)
+    OUT/images/000000.jpg       the images (file_name in the JSON is relative to OUT/images)
+    OUT/dense/000000.npz        dense ground truth per image (read it with `read_dense`)
+    OUT/synth_config.json       the settings, checked when a run is resumed
+
+Image i is rendered from the seed sequence (seed, i), so a run can be resumed, extended (a larger
+--count) or split over processes and still give the same bytes. Every file is written
+atomically; an image counts as done once its dense file exists (written last), and the JSON is
+assembled from the per-image records at the end.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import queue as queue_module
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import DensePoseError
+from ..io.atomic import atomic_path, atomic_write
+from ..results import DenseMaps
+from .body import BODY_CHARTS_PATH
+from .coco import PERSON_CATEGORY, annotate_scene
+from .scene import Scene, SceneGenerator, list_backgrounds
+
+UV_SCALE = 65535  # dense U and V are stored as uint16 round(U * UV_SCALE)
+JPEG_QUALITY = 95
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SynthJob:
+    out: Path
+    seed: int
+    size: int
+    backgrounds: Path | None = None
+    num_points: int = 100
+
+
+def image_stem(index: int) -> str:
+    return f"{index:06d}"
+
+
+def write_dataset(job: SynthJob, count: int, overwrite: bool = False, workers: int = 1,
+                  progress: bool = True) -> dict:
+    """Render images 0..count-1 of `job` (skipping finished ones), then write the COCO JSON.
+    Returns a summary dict (images, persons, persons_with_points, rendered, path)."""
+    if count < 1:
+        raise DensePoseError(f"--count must be at least 1, got {count}")
+    out = Path(job.out)
+    if out.exists() and not out.is_dir():
+        raise DensePoseError(f"--out must be a folder, but {out} is a file")
+    if overwrite:
+        remove_dataset(out)
+    config = _config(job)
+    config_path = out / "synth_config.json"
+    if config_path.is_file():
+        existing = json.loads(config_path.read_text())
+        if existing != config:
+            changed = sorted(k for k in set(config) | set(existing) if config.get(k) != existing.get(k))
+            raise DensePoseError(
+                f"{out} holds a synthetic dataset made with other settings ({', '.join(changed)} differ); "
+                "rerun with the same arguments to resume, or add --overwrite")
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "dense").mkdir(parents=True, exist_ok=True)
+    with atomic_write(config_path, "w") as handle:
+        json.dump(config, handle, indent=1, sort_keys=True)
+
+    todo = [i for i in range(count) if not _finished(out, i)]
+    _render_all(job, todo, workers, progress)
+
+    images, annotations = [], []
+    for index in range(count):
+        stem = image_stem(index)
+        images.append({"id": index + 1, "file_name": f"{stem}.jpg", "width": job.size, "height": job.size})
+        with np.load(out / "dense" / f"{stem}.npz") as data:
+            records = json.loads(str(data["annotations"]))
+        for record in records:
+            annotations.append({"id": len(annotations) + 1, "image_id": index + 1, **record})
+    coco = {
+        "info": {"description": "densepose-torch synthetic DensePose data (anny body)", "version": str(FORMAT_VERSION),
+                 "seed": job.seed, "size": job.size, "image_root": "images", "dense_root": "dense"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [PERSON_CATEGORY],
+    }
+    path = out / "annotations.json"
+    with atomic_write(path, "w") as handle:
+        json.dump(coco, handle, separators=(",", ":"))
+    return {
+        "path": path,
+        "images": count,
+        "rendered": len(todo),
+        "persons": len(annotations),
+        "persons_with_points": sum("dp_x" in a for a in annotations),
+    }
+
+
+def remove_dataset(out: Path) -> None:
+    """Delete what a previous `write_dataset` put in `out` (and nothing else)."""
+    for sub, suffix in (("images", ".jpg"), ("dense", ".npz")):
+        folder = out / sub
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path.suffix == suffix and path.stem.isdigit():
+                    path.unlink()
+            if not any(folder.iterdir()):
+                folder.rmdir()
+    for name in ("annotations.json", "synth_config.json"):
+        (out / name).unlink(missing_ok=True)
+
+
+def render_to_disk(generator: SceneGenerator, job: SynthJob, index: int) -> None:
+    """Render image `index` and write its image and dense file (dense last, both atomic)."""
+    stem = image_stem(index)
+    scene = generator.render((job.seed, index))
+    u16 = np.round(scene.U * UV_SCALE).astype(np.uint16)
+    v16 = np.round(scene.V * UV_SCALE).astype(np.uint16)
+    # The points are read from the stored (quantised) maps so that both agree exactly.
+    stored = Scene(scene.image, scene.I, u16.astype(np.float32) / UV_SCALE, v16.astype(np.float32) / UV_SCALE,
+                   scene.instance, scene.depth, scene.keypoints)
+    records = annotate_scene(stored, np.random.default_rng(np.random.SeedSequence((job.seed, index, 1))), job.num_points)
+    out = Path(job.out)
+    with atomic_path(out / "images" / f"{stem}.jpg") as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+            raise DensePoseError(f"could not write {out / 'images' / (stem + '.jpg')}")
+    with atomic_path(out / "dense" / f"{stem}.npz") as tmp:
+        write_reproducible_npz(tmp, {"I": scene.I, "U": u16, "V": v16, "instance": scene.instance.astype(np.uint8),
+                        "annotations": np.array(json.dumps(records, separators=(",", ":")))})
+
+
+def read_dense(path: str | os.PathLike) -> DenseMaps:
+    """Dense ground truth of one synthetic image: I (uint8), U and V (float32), instance
+    (uint16, k = the annotation with instance_id k)."""
+    with np.load(path) as data:
+        return DenseMaps(
+            I=data["I"],
+            U=data["U"].astype(np.float32) / UV_SCALE,
+            V=data["V"].astype(np.float32) / UV_SCALE,
+            instance=data["instance"].astype(np.uint16),
+        )
+
+
+def write_reproducible_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez_compressed with a fixed timestamp on every member, so equal arrays give equal bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w") as handle:
+                np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
+
+
+def _config(job: SynthJob) -> dict:
+    backgrounds = None
+    if job.backgrounds is not None:
+        root = Path(job.backgrounds)
+        backgrounds = [str(p.relative_to(root)) for p in list_backgrounds(root)]
+    return {
+        "format_version": FORMAT_VERSION,
+        "seed": job.seed,
+        "size": job.size,
+        "num_points": job.num_points,
+        "backgrounds": backgrounds,
+        "body_charts_sha256": hashlib.sha256(BODY_CHARTS_PATH.read_bytes()).hexdigest(),
+    }
+
+
+def _finished(out: Path, index: int) -> bool:
+    stem = image_stem(index)
+    return (out / "dense" / f"{stem}.npz").is_file() and (out / "images" / f"{stem}.jpg").is_file()
+
+
+def _render_all(job: SynthJob, todo: list[int], workers: int, progress: bool) -> None:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="img", desc="synth", disable=not progress or not todo)
+    try:
+        if workers <= 1 or len(todo) < 2:
+            generator = SceneGenerator(job.size, backgrounds=job.backgrounds)
+            for index in todo:
+                render_to_disk(generator, job, index)
+                bar.update(1)
+            return
+        context = multiprocessing.get_context("fork")
+        done = context.Queue()
+        procs = [context.Process(target=_worker, args=(job, todo[w::workers], done), daemon=True)
+                 for w in range(min(workers, len(todo)))]
+        for proc in procs:
+            proc.start()
+        try:
+            remaining = len(todo)
+            while remaining:
+                try:
+                    kind, value = done.get(timeout=1.0)
+                except queue_module.Empty:
+                    if any(p.exitcode not in (None, 0) for p in procs):
+                        raise DensePoseError("a synth worker process died; rerun to resume") from None
+                    continue
+                if kind == "error":
+                    raise DensePoseError(value)
+                remaining -= 1
+                bar.update(1)
+        finally:
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
+                proc.join()
+    finally:
+        bar.close()
+
+
+def _worker(job: SynthJob, indices: list[int], done) -> None:
+    current = "setup"
+    try:
+        generator = SceneGenerator(job.size, backgrounds=job.backgrounds)
+        for index in indices:
+            current = image_stem(index)
+            render_to_disk(generator, job, index)
+            done.put(("done", index))
+    except Exception as error:  # reported to the parent, which stops the run
+        done.put(("error", f"synth worker failed at {current}: {error}"))

@@ -1,0 +1,319 @@
+"""`densepose predict` end to end in a temporary folder, with a fake predictor that returns
+hand-made DensePoseResults (the model itself is tested elsewhere; one test below runs a real,
+tiny, randomly initialised model)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from densepose_torch.cli import predict as predict_cli
+from densepose_torch.errors import DensePoseError
+from densepose_torch.io.coco_results import load_results
+from densepose_torch.io.iuv_png import read_inds_png, read_iuv_png
+from densepose_torch.io.npz import read_npz
+from densepose_torch.io.video import probe_video, read_frames
+from densepose_torch.results import ChartResult, DensePoseResult
+
+PART_OF_FIRST, PART_OF_SECOND = 5, 20
+
+
+def fake_result(image: np.ndarray) -> DensePoseResult:
+    """Two people: a confident one (0.95, part 5) on the left half, an unsure one (0.5, part 20)
+    on the right, each box 2 pixels inside its half."""
+    height, width = image.shape[:2]
+    boxes, charts = [], []
+    for index, (left, part) in enumerate(((0, PART_OF_FIRST), (width // 2, PART_OF_SECOND))):
+        x0, y0, x1, y1 = left + 2.0, 2.0, left + width // 2 - 2.0, height - 2.0
+        h, w = int(y1 - y0), int(x1 - x0)
+        labels = np.full((h, w), part, np.uint8)
+        u = np.tile(np.linspace(0, 1, w, dtype=np.float32), (h, 1))
+        v = np.tile(np.linspace(0, 1, h, dtype=np.float32)[:, None], (1, w))
+        boxes.append([x0, y0, x1, y1])
+        charts.append(ChartResult(int(x0), int(y0), labels, np.stack([u, v])))
+    return DensePoseResult((height, width), np.array(boxes, np.float32), np.array([0.95, 0.5], np.float32), charts)
+
+
+class FakePredictor:
+    def __init__(self, interrupt_on_call: int | None = None):
+        self.batch_sizes: list[int] = []
+        self.image_sizes: list[tuple[int, int]] = []
+        self.interrupt_on_call = interrupt_on_call
+
+    def batch(self, images):
+        if self.interrupt_on_call is not None and len(self.batch_sizes) + 1 == self.interrupt_on_call:
+            raise KeyboardInterrupt
+        self.batch_sizes.append(len(images))
+        self.image_sizes.extend(image.shape[:2] for image in images)
+        return [fake_result(image) for image in images]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    predictor = FakePredictor()
+    loaded = []
+
+    def build(model, device, precision):
+        loaded.append((model, device, precision))
+        return predictor
+
+    monkeypatch.setattr(predict_cli, "build_predictor", build)
+    predictor.loaded = loaded
+    return predictor
+
+
+def run_cli(*argv: str) -> int:
+    """What `densepose predict ...` does: parse, run, turn a DensePoseError into its message and exit code."""
+    parser = argparse.ArgumentParser(prog="densepose")
+    predict_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["predict", *[str(a) for a in argv]])
+    try:
+        return args.handler(args)
+    except DensePoseError as error:
+        print(f"densepose: error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+def photo(height=40, width=60, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
+
+
+def write_photos(folder, names, height=40, width=60):
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(names):
+        cv2.imwrite(str(folder / name), photo(height, width, index))
+    return folder
+
+
+def files_under(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def no_temporary_files(folder):
+    return not [p for p in folder.rglob(".*")]
+
+
+def test_folder_to_all_outputs_keeps_stems(tmp_path, fake, capsys):
+    photos = write_photos(tmp_path / "image", ["00002_00.jpg", "00001_00.png"])
+    out = tmp_path / "out"
+    assert run_cli(photos, "-o", out, "--outputs", "npz,iuv,json", "--render", "viton,segm") == 0
+    assert files_under(out) == [
+        "iuv/00001_00_INDS.png", "iuv/00001_00_IUV.png", "iuv/00002_00_INDS.png", "iuv/00002_00_IUV.png",
+        "json/00001_00.json", "json/00002_00.json", "npz/00001_00.npz", "npz/00002_00.npz",
+        "segm/00001_00.png", "segm/00002_00.png", "viton/00001_00.png", "viton/00002_00.png",
+    ]
+    assert fake.loaded == [(None, None, "fp32")]  # no --model: the embedded default model
+    # --min-score 0.8 (default) keeps only the 0.95 person.
+    result = read_npz(out / "npz/00001_00.npz")
+    assert len(result) == 1 and result.scores[0] == pytest.approx(0.95)
+    part, u, v = read_iuv_png(out / "iuv/00001_00_IUV.png")
+    assert set(np.unique(part)) == {0, PART_OF_FIRST}
+    assert set(np.unique(read_inds_png(out / "iuv/00001_00_INDS.png"))) == {0, 1}
+    records = load_results(out / "json/00001_00.json")
+    assert len(records) == 1 and records[0]["image_id"] == 0 and records[0]["file_name"] == "00001_00.png"
+    viton = cv2.imread(str(out / "viton/00001_00.png"))[:, :, ::-1]
+    assert viton.shape == (40, 60, 3)
+    part5 = cv2.applyColorMap(np.array([[int(5 * 255 // 24)]], np.uint8), cv2.COLORMAP_PARULA)[0, 0, ::-1]
+    assert tuple(viton[10, 10]) == tuple(part5) and tuple(viton[10, 40]) == (0, 0, 0)
+    assert "2 of 2 inputs done" in capsys.readouterr().err
+    assert no_temporary_files(out)
+
+
+def test_viton_layout_writes_stem_jpg_like_the_datasets(tmp_path, fake):
+    photos = write_photos(tmp_path / "image", ["00001_00.jpg", "00002_00.jpg"])
+    out = tmp_path / "image-densepose"
+    assert run_cli(photos, "-o", out, "--render", "viton", "--layout", "viton") == 0
+    assert files_under(out) == ["00001_00.jpg", "00002_00.jpg"]
+    assert cv2.imread(str(out / "00001_00.jpg")).shape == (40, 60, 3)
+    assert run_cli(photos, "-o", tmp_path / "x", "--render", "viton,segm", "--layout", "viton") == 1
+
+
+def test_beside_layout_and_min_score_and_top_person(tmp_path, fake):
+    write_photos(tmp_path, ["shot.png"])
+    out = tmp_path / "out"
+    assert run_cli(tmp_path / "shot.png", "-o", out, "--layout", "beside", "--outputs", "npz,iuv", "--render", "u",
+                   "--min-score", "0") == 0
+    assert files_under(out) == ["shot.npz", "shot_INDS.png", "shot_IUV.png", "shot_u.png"]
+    assert len(read_npz(out / "shot.npz")) == 2
+    assert run_cli(tmp_path / "shot.png", "-o", out, "--layout", "beside", "--min-score", "0", "--top-person", "--overwrite") == 0
+    assert len(read_npz(out / "shot.npz")) == 1
+
+
+def test_recursive_keeps_sub_folders_and_globs_take_file_names(tmp_path, fake, monkeypatch):
+    write_photos(tmp_path / "shoot", ["a.jpg"])
+    write_photos(tmp_path / "shoot" / "day2", ["b.jpg"])
+    assert run_cli(tmp_path / "shoot", "-o", tmp_path / "flat") == 0
+    assert files_under(tmp_path / "flat") == ["npz/a.npz"]
+    assert run_cli(tmp_path / "shoot", "-o", tmp_path / "tree", "--recursive") == 0
+    assert files_under(tmp_path / "tree") == ["npz/a.npz", "npz/day2/b.npz"]
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("shoot/**/*.jpg", "-o", "globbed") == 0
+    assert files_under(tmp_path / "globbed") == ["npz/a.npz", "npz/b.npz"]
+
+
+def test_rerun_skips_finished_outputs_and_overwrite_redoes_them(tmp_path, fake):
+    photos = write_photos(tmp_path / "image", ["a.jpg", "b.jpg"])
+    out = tmp_path / "out"
+    assert run_cli(photos, "-o", out, "--render", "segm") == 0
+    assert fake.batch_sizes == [1, 1]
+    stamp = (out / "segm/a.png").stat().st_mtime_ns
+    (out / "segm/b.png").unlink()
+    assert run_cli(photos, "-o", out, "--render", "segm") == 0
+    assert fake.batch_sizes == [1, 1, 1]  # only b again
+    assert (out / "segm/a.png").stat().st_mtime_ns == stamp
+    assert run_cli(photos, "-o", out, "--render", "segm") == 0
+    assert fake.batch_sizes == [1, 1, 1] and len(fake.loaded) == 2  # nothing to do: no model loaded
+    assert run_cli(photos, "-o", out, "--render", "segm", "--overwrite") == 0
+    assert fake.batch_sizes == [1, 1, 1, 1, 1]
+
+
+def test_batch_size_groups_images(tmp_path, fake):
+    photos = write_photos(tmp_path / "image", [f"{i}.png" for i in range(5)])
+    assert run_cli(photos, "-o", tmp_path / "out", "--batch-size", "2") == 0
+    assert fake.batch_sizes == [2, 2, 1]
+
+
+def test_a_corrupt_file_is_reported_skipped_and_fails_the_run(tmp_path, fake, capsys):
+    photos = write_photos(tmp_path / "image", ["a.jpg", "c.jpg"])
+    (photos / "b.jpg").write_bytes(b"this is no jpeg")
+    assert run_cli(photos, "-o", tmp_path / "out", "--batch-size", "3") == 1
+    assert files_under(tmp_path / "out") == ["npz/a.npz", "npz/c.npz"]
+    err = capsys.readouterr().err
+    skipped = [line for line in err.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "b.jpg" in skipped[0]
+    assert "1 failed" in err
+
+
+def test_ctrl_c_leaves_only_whole_files_and_a_rerun_finishes(tmp_path, monkeypatch):
+    photos = write_photos(tmp_path / "image", ["a.jpg", "b.jpg", "c.jpg"])
+    out = tmp_path / "out"
+    interrupted = FakePredictor(interrupt_on_call=2)
+    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_cli(photos, "-o", out, "--outputs", "npz,iuv", "--render", "viton")
+    assert files_under(out) == ["iuv/a_INDS.png", "iuv/a_IUV.png", "npz/a.npz", "viton/a.png"]
+    assert no_temporary_files(out)
+    again = FakePredictor()
+    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: again)
+    assert run_cli(photos, "-o", out, "--outputs", "npz,iuv", "--render", "viton") == 0
+    assert again.batch_sizes == [1, 1]
+    assert len(files_under(out)) == 12
+
+
+def test_an_interrupt_inside_a_writer_removes_its_temporary_file(tmp_path, fake, monkeypatch):
+    photos = write_photos(tmp_path / "image", ["a.jpg"])
+
+    def interrupted_imwrite(path, *args):
+        with open(path, "wb") as handle:
+            handle.write(b"half a png")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict_cli.cv2, "imwrite", interrupted_imwrite)
+    with pytest.raises(KeyboardInterrupt):
+        run_cli(photos, "-o", tmp_path / "out", "--render", "segm")
+    assert files_under(tmp_path / "out") == []
+
+
+def write_clip(path, count=6, fps=12.0, height=48, width=64):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for index in range(count):
+        writer.write(np.full((height, width, 3), 20 * index, np.uint8))
+    writer.release()
+    return path
+
+
+def test_video_render_keeps_rate_and_frames_plus_per_frame_arrays(tmp_path, fake):
+    clip = write_clip(tmp_path / "dance.mp4")
+    out = tmp_path / "out"
+    assert run_cli(clip, "-o", out, "--render", "magicanimate", "--outputs", "npz", "--batch-size", "4") == 0
+    rendered = [p for p in (out / "magicanimate").iterdir()]
+    assert len(rendered) == 1 and rendered[0].stem == "dance"
+    info = probe_video(rendered[0])
+    assert info.fps == pytest.approx(12.0, abs=0.01) and (info.width, info.height) == (64, 48)
+    pictures = list(read_frames(rendered[0]))
+    assert len(pictures) == 6
+    # Lossy video: the MagicAnimate background (68, 1, 84) comes back within 12 levels per channel.
+    assert np.abs(pictures[0][1, 62].astype(int) - (68, 1, 84)).max() <= 12
+    assert files_under(out / "npz") == [f"dance/{i:06d}.npz" for i in range(6)]
+    assert fake.batch_sizes == [4, 2]
+    json_run = run_cli(clip, "-o", out, "--outputs", "json")
+    assert json_run == 0
+    records = json.loads((out / "json/dance/000003.json").read_text())
+    assert records[0]["image_id"] == 3 and records[0]["file_name"] == "dance.mp4"
+    assert run_cli(clip, "-o", out, "--render", "magicanimate", "--outputs", "npz") == 0
+    assert fake.batch_sizes == [4, 2, 1, 1, 1, 1, 1, 1]  # the json run; then nothing left to redo
+    assert no_temporary_files(out)
+
+
+def test_idm_vton_sizes(tmp_path, fake):
+    write_photos(tmp_path, ["person.jpg"], height=100, width=70)
+    out = tmp_path / "out"
+    assert run_cli(tmp_path / "person.jpg", "-o", out, "--render", "viton", "--layout", "viton", "--idm-vton") == 0
+    assert fake.image_sizes == [(512, 384)]
+    assert cv2.imread(str(out / "person.jpg")).shape == (1024, 768, 3)
+
+
+def test_texture_with_a_user_atlas(tmp_path, fake):
+    write_photos(tmp_path, ["p.png"])
+    atlas = np.zeros((60, 40, 3), np.uint8)
+    atlas[40:50, 0:10] = (0, 0, 255)  # BGR on disk: red tile for part 5 (column 0, row 4)
+    cv2.imwrite(str(tmp_path / "atlas.png"), atlas)
+    out = tmp_path / "out"
+    assert run_cli(tmp_path / "p.png", "-o", out, "--render", "texture", "--texture-atlas", tmp_path / "atlas.png") == 0
+    painted = cv2.imread(str(out / "texture/p.png"))
+    assert tuple(painted[10, 10]) == (0, 0, 255)
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, fake, capsys):
+    assert run_cli(tmp_path / "missing.jpg", "-o", tmp_path / "out") == 1
+    assert "no such file or folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_cli(tmp_path, "-o", tmp_path / "out", "--render", "rainbow")
+    assert "unknown preset rainbow" in capsys.readouterr().err
+
+
+def test_outputs_inside_the_input_folder_are_not_read_back(tmp_path, fake):
+    photos = write_photos(tmp_path / "image", ["a.jpg"])
+    assert run_cli(photos, "-o", photos / "out", "--render", "segm", "--recursive") == 0
+    assert run_cli(photos, "-o", photos / "out", "--render", "segm", "--recursive") == 0
+    assert files_under(photos / "out") == ["segm/a.png"]
+
+
+def test_without_a_model_the_default_model_message_comes_through(tmp_path, capsys):
+    write_photos(tmp_path, ["a.jpg"])
+    code = run_cli(tmp_path / "a.jpg", "-o", tmp_path / "out", "--device", "cpu")
+    try:
+        from densepose_torch.checkpoint import load_default_model
+
+        load_default_model()
+    except DensePoseError as error:  # no embedded model yet: its how-to message, one line
+        assert code == 1 and str(error) in capsys.readouterr().err
+    else:
+        assert code == 0
+
+
+def test_real_tiny_model_end_to_end(tmp_path):
+    from densepose_torch.checkpoint import save_checkpoint
+    from densepose_torch.config import ModelConfig
+    from densepose_torch.modeling import build_model
+
+    import torch
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=18, fpn_channels=32, head_channels=32, head_convs=2, box_fc_dim=64,
+                                    min_size_test=128, max_size_test=160))
+    checkpoint = save_checkpoint(model, tmp_path / "tiny.pth")
+    write_photos(tmp_path / "image", ["a.jpg"], height=96, width=128)
+    out = tmp_path / "out"
+    assert run_cli(tmp_path / "image", "-o", out, "--model", checkpoint, "--device", "cpu", "--min-score", "0",
+                   "--outputs", "npz,iuv,json", "--render", "viton") == 0
+    result = read_npz(out / "npz/a.npz")
+    assert result.image_size == (96, 128)
+    part, _, _ = read_iuv_png(out / "iuv/a_IUV.png")
+    assert np.array_equal(part, result.to_dense().I)
+    assert len(load_results(out / "json/a.json")) == len(result)
+    assert cv2.imread(str(out / "viton/a.png")).shape == (96, 128, 3)
