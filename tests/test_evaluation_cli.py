@@ -13,8 +13,8 @@ from densepose_torch.cli import evaluate as evaluate_cli
 from densepose_torch.errors import DensePoseError
 from densepose_torch.io.coco_results import load_results, write_results
 from densepose_torch.results import ChartResult, DensePoseResult
-from test_evaluation import Scene
-from test_evaluation_official_data import write_fake_official_data
+from .test_evaluation import Scene
+from .test_evaluation_official_data import write_fake_official_data
 
 
 def run_cli(*argv) -> int:

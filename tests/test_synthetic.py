@@ -24,6 +24,7 @@ from densepose_torch.synthetic import (
     write_dataset,
 )
 from densepose_torch.synthetic.body import joint_frames
+from densepose_torch.synthetic.poses import JOINT_LIMITS, POSE_FAMILIES, sample_pose
 from densepose_torch.synthetic.coco import min_dp_pixels
 from densepose_torch.synthetic.raster import rasterize
 
@@ -186,6 +187,29 @@ def _symmetric_joints(body):
     swap = [names.index(n[:-2] + (".R" if n.endswith(".L") else ".L")) if n[-2:] in (".L", ".R") else i
             for i, n in enumerate(names)]
     return 0.5 * (joints + joints[swap] * [-1, 1, 1])
+
+
+def test_sampled_poses_respect_joint_limits(body):
+    rng = np.random.default_rng(4)
+    names = body.joint_names
+    limits = np.radians([JOINT_LIMITS[_limit_key(n)] for n in names])  # (J, 3, 2)
+    for family in POSE_FAMILIES:
+        for _ in range(5):
+            angles = sample_pose(rng, names, family)
+            assert ((angles >= limits[..., 0] - 1e-9) & (angles <= limits[..., 1] + 1e-9)).all(), family
+
+
+def _limit_key(name):
+    base = name.partition(".")[0]
+    return "thumb" if base.startswith("finger1-") else "finger" if base.startswith("finger") else base
+
+
+def test_vertex_charts_pick_one_of_the_vertex_parts(body):
+    part, u, v = body.vertex_charts()
+    assert part.shape == u.shape == v.shape == (body.n_vertices,)
+    member = set(zip(body.chart_vertex.tolist(), body.chart_part.tolist()))
+    assert all((i, int(p)) in member for i, p in enumerate(part))
+    assert 0 <= u.min() and u.max() <= 1 and 0 <= v.min() and v.max() <= 1
 
 
 def test_joint_frames_are_orthonormal(body):

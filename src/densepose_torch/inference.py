@@ -6,7 +6,6 @@ inside the model. Results come back in the original image's pixels.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
@@ -16,7 +15,6 @@ from PIL import Image
 from .errors import DensePoseError
 from .io.images import ChannelOrder, ImageInput, to_rgb_array
 from .modeling import DensePoseRCNN
-from .modeling.layers import fold_frozen_batchnorm
 from .postprocessing import rescale_detections, to_result
 from .results import ChartResult, DenseMaps, DensePoseResult
 
@@ -45,9 +43,10 @@ def _bf16_supported(device: torch.device) -> bool:
 class Predictor:
     """Runs a DensePose R-CNN on images.
 
-    precision="fp32" reproduces detectron2 bit for bit; "bf16" folds FrozenBN into the
-    convolutions and runs them in bfloat16 (CPUs with AVX512-BF16/AMX, and CUDA): faster, at a
-    small cost in accuracy.
+    precision="fp32" reproduces detectron2 bit for bit. "bf16" runs the DensePose branch (decoder,
+    head, predictor: almost all the arithmetic when several people are found) in bfloat16 on CPUs
+    with AVX512-BF16/AMX and on CUDA, and resamples only the labelled part's U/V: the same people
+    are found, their charts agree with the exact ones on about 99 % of pixels.
     Images are paths, PIL images or arrays; arrays are RGB unless channel_order="bgr".
     """
 
@@ -60,17 +59,10 @@ class Predictor:
         if precision == "bf16" and not _bf16_supported(device):
             raise DensePoseError(f"bf16 is not supported on this {device.type} (it needs AVX512-BF16/AMX or a recent GPU); use fp32")
         self.model = model.to(device).eval()
-        if precision == "bf16":
-            # Folding changes results at float-rounding level, which the exact path must not.
-            fold_frozen_batchnorm(self.model)
+        self.model.roi_heads.densepose_dtype = torch.bfloat16 if precision == "bf16" else None
         self.device = device
         self.precision: Precision = precision
         self.config = model.config
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         """(3, H', W') float32 BGR tensor of the resized image."""
@@ -128,12 +120,11 @@ class Predictor:
             member_boxes = None
             if boxes is not None:
                 member_boxes = [self._boxes_to_input(boxes[i], arrays[i].shape[:2], inputs[i].shape[-2:]) for i in members]
-            with self._autocast():
-                raw = self.model([inputs[i] for i in members], member_boxes)
+            raw = self.model([inputs[i] for i in members], member_boxes)
             for i, detections in zip(members, raw):
                 original = arrays[i].shape[:2]
                 rescaled = rescale_detections(detections, tuple(inputs[i].shape[-2:]), original)
-                results[i] = to_result(rescaled, original)
+                results[i] = to_result(rescaled, original, exact=self.precision == "fp32")
         return results  # type: ignore[return-value]
 
     @staticmethod

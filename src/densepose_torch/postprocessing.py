@@ -47,8 +47,30 @@ def _resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(maps, size, mode="bilinear", align_corners=False)[0]
 
 
-def chart_of_box(outputs: dict[str, torch.Tensor], index: int, x: int, y: int, w: int, h: int) -> ChartResult:
-    """The chart of detection `index` placed at (x, y) with size (h, w)."""
+def _sample_labelled_channel(maps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Bilinear value (align_corners=False) of channel labels[y, x] of (C, S, S) `maps` at every
+    pixel of an (h, w) box: the same numbers as resizing all channels and picking one, up to
+    float rounding, for a 25th of the work."""
+    size = maps.shape[-1]
+    h, w = labels.shape
+
+    def axis(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        source = ((torch.arange(n, dtype=torch.float32) + 0.5) * (size / n) - 0.5).clamp(min=0)
+        low = source.long().clamp(max=size - 1)
+        return low, (low + 1).clamp(max=size - 1), source - low
+    y0, y1, fy = axis(h)
+    x0, x1, fx = axis(w)
+    flat = maps.reshape(-1)
+    base = labels * (size * size)
+    corner = lambda ys, xs: flat[base + ys[:, None] * size + xs[None, :]]  # noqa: E731
+    top = corner(y0, x0) * (1 - fx) + corner(y0, x1) * fx
+    bottom = corner(y1, x0) * (1 - fx) + corner(y1, x1) * fx
+    return top * (1 - fy[:, None]) + bottom * fy[:, None]
+
+
+def chart_of_box(outputs: dict[str, torch.Tensor], index: int, x: int, y: int, w: int, h: int, exact: bool = True) -> ChartResult:
+    """The chart of detection `index` placed at (x, y) with size (h, w). `exact` resamples every
+    channel as detectron2 does; otherwise only the labelled part's channel is sampled."""
     size = (h, w)
     foreground = _resize(outputs["coarse_segm"][index : index + 1], size).argmax(dim=0) > 0
     labels = _resize(outputs["fine_segm"][index : index + 1], size).argmax(dim=0) * foreground
@@ -56,7 +78,10 @@ def chart_of_box(outputs: dict[str, torch.Tensor], index: int, x: int, y: int, w
     values = {}
     for name in PER_PART_FIELDS:
         if name in outputs:
-            picked = _resize(outputs[name][index : index + 1], size).gather(0, labels[None])[0]
+            if exact:
+                picked = _resize(outputs[name][index : index + 1], size).gather(0, labels[None])[0]
+            else:
+                picked = _sample_labelled_channel(outputs[name][index], labels)
             values[name] = torch.where(body, picked, torch.zeros_like(picked)).numpy()
     for name in WHOLE_BOX_FIELDS:
         if name in outputs:
@@ -65,19 +90,19 @@ def chart_of_box(outputs: dict[str, torch.Tensor], index: int, x: int, y: int, w
     return ChartResult(x=x, y=y, labels=labels.to(torch.uint8).numpy(), uv=uv, **values)
 
 
-def charts_from_outputs(boxes: torch.Tensor, outputs: dict[str, torch.Tensor]) -> list[ChartResult]:
+def charts_from_outputs(boxes: torch.Tensor, outputs: dict[str, torch.Tensor], exact: bool = True) -> list[ChartResult]:
     """Per-box chart results from the raw (N, C, S, S) outputs of boxes in original pixels."""
     outputs = {k: v.detach().float().cpu().contiguous() for k, v in outputs.items()}
     xywh = integer_boxes(boxes.detach().float().cpu()).tolist()
-    return [chart_of_box(outputs, i, x, y, w, h) for i, (x, y, w, h) in enumerate(xywh)]
+    return [chart_of_box(outputs, i, x, y, w, h, exact) for i, (x, y, w, h) in enumerate(xywh)]
 
 
-def to_result(raw: RawDetections, original_size: tuple[int, int]) -> DensePoseResult:
+def to_result(raw: RawDetections, original_size: tuple[int, int], exact: bool = True) -> DensePoseResult:
     """A DensePoseResult from detections already rescaled to the original image."""
     boxes = raw.boxes.detach().float().cpu()
     return DensePoseResult(
         image_size=original_size,
         boxes=boxes.numpy().astype(np.float32).reshape(-1, 4),
         scores=raw.scores.detach().float().cpu().numpy().astype(np.float32),
-        charts=charts_from_outputs(boxes, raw.densepose) if len(boxes) else [],
+        charts=charts_from_outputs(boxes, raw.densepose, exact) if len(boxes) else [],
     )

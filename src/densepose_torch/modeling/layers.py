@@ -25,11 +25,6 @@ class FrozenBatchNorm2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
-    def scale_and_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scale, shift) with forward(x) == x * scale + shift per channel."""
-        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
-        return scale, self.bias - self.running_mean * scale
-
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}"
 
@@ -49,22 +44,3 @@ class Conv2d(nn.Conv2d):
         if self.activation is not None:
             x = self.activation(x)
         return x
-
-
-@torch.no_grad()
-def fold_frozen_batchnorm(module: nn.Module) -> int:
-    """Fold every FrozenBatchNorm2d into the convolution it follows, in place; the folded
-    model computes the same function with one pass over each feature map instead of two.
-    Returns the number of folded layers. The model can no longer load checkpoints after this."""
-    folded = 0
-    for child in module.modules():
-        if isinstance(child, Conv2d) and isinstance(child.norm, FrozenBatchNorm2d):
-            scale, shift = child.norm.scale_and_shift()
-            child.weight.mul_(scale.reshape(-1, 1, 1, 1))
-            if child.bias is None:
-                child.bias = nn.Parameter(shift.clone())
-            else:
-                child.bias.mul_(scale).add_(shift)
-            child.norm = None
-            folded += 1
-    return folded

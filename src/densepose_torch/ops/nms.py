@@ -15,29 +15,23 @@ import torch
 _BLOCK = 4096
 
 
-def _suppression_matrix(boxes: torch.Tensor, iou_threshold: float, groups: torch.Tensor | None) -> torch.Tensor:
-    """suppresses[i, j]: i comes before j and IoU(i, j) > threshold (same group only).
+def _suppression_matrix(boxes: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """suppresses[i, j]: i comes before j and IoU(i, j) > threshold.
 
     IoU is computed as torchvision's CPU kernel does, term by term, so that ties with the
     threshold fall the same way."""
     x1, y1, x2, y2 = boxes.unbind(dim=1)
     areas = (x2 - x1) * (y2 - y1)
     n = boxes.shape[0]
+    later = torch.arange(n, device=boxes.device)
     rows = []
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
-        xx1 = torch.max(x1[start:stop, None], x1[None, :])
-        yy1 = torch.max(y1[start:stop, None], y1[None, :])
-        xx2 = torch.min(x2[start:stop, None], x2[None, :])
-        yy2 = torch.min(y2[start:stop, None], y2[None, :])
-        inter = (xx2 - xx1).clamp(min=0) * (yy2 - yy1).clamp(min=0)
+        width = (torch.min(x2[start:stop, None], x2[None, :]) - torch.max(x1[start:stop, None], x1[None, :])).clamp_(min=0)
+        height = (torch.min(y2[start:stop, None], y2[None, :]) - torch.max(y1[start:stop, None], y1[None, :])).clamp_(min=0)
+        inter = width.mul_(height)
         iou = inter / (areas[start:stop, None] + areas[None, :] - inter)
-        block = iou > iou_threshold
-        order = torch.arange(start, stop, device=boxes.device)[:, None] < torch.arange(n, device=boxes.device)[None, :]
-        block &= order
-        if groups is not None:
-            block &= groups[start:stop, None] == groups[None, :]
-        rows.append(block)
+        rows.append((iou > iou_threshold) & (later[start:stop, None] < later[None, :]))
     return torch.cat(rows, dim=0)
 
 
@@ -58,17 +52,24 @@ def _greedy_keep(suppresses: torch.Tensor) -> torch.Tensor:
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Indices of the boxes kept, in descending score order (ties: lower index first).
     A box is dropped when its IoU with a kept, higher-scoring box is > iou_threshold."""
-    return batched_nms(boxes, scores, None, iou_threshold)
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    return order[_greedy_keep(_suppression_matrix(boxes[order].float(), iou_threshold))]
 
 
 def batched_nms(
     boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor | None, iou_threshold: float
 ) -> torch.Tensor:
-    """NMS run independently within each group id; kept indices in descending score order."""
-    if boxes.numel() == 0:
+    """NMS run independently within each group id (one pass per group, e.g. per FPN level);
+    kept indices in descending score order (ties: lower index first)."""
+    if groups is None:
+        return nms(boxes, scores, iou_threshold)
+    kept = []
+    for group in torch.unique(groups).tolist():
+        members = torch.nonzero(groups == group).flatten()
+        kept.append(members[nms(boxes[members], scores[members], iou_threshold)])
+    if not kept:
         return torch.zeros(0, dtype=torch.int64, device=boxes.device)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    sorted_groups = groups[order] if groups is not None else None
-    suppresses = _suppression_matrix(boxes[order].float(), iou_threshold, sorted_groups)
-    keep = _greedy_keep(suppresses)
-    return order[keep]
+    keep = torch.sort(torch.cat(kept)).values
+    return keep[torch.sort(scores[keep], descending=True, stable=True).indices]

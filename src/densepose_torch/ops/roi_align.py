@@ -13,8 +13,8 @@ import math
 
 import torch
 
-# Bound on gathered rows (boxes x bins x samples x 4 corners) per step, to cap memory.
-_MAX_ROWS_PER_STEP = 1 << 20
+# Gathered values per step (samples x channels): small enough to stay in cache.
+_VALUES_PER_STEP = 1 << 19
 
 
 def _axis_samples(
@@ -56,6 +56,8 @@ def roi_align(
     if num_rois == 0:
         return features.new_zeros((0, channels, out_h, out_w))
 
+    if features.dtype in (torch.bfloat16, torch.float16):
+        features = features.float()  # sample positions and weights need float32 precision
     dtype = features.dtype
     rois = rois.to(dtype)
     offset = 0.5 if aligned else 0.0
@@ -81,36 +83,45 @@ def roi_align(
     y_low, y_high, y_w0, y_w1, y_ok = _axis_samples(y1, bin_h, out_h, grid_h, max_gh, height)
     x_low, x_high, x_w0, x_w1, x_ok = _axis_samples(x1, bin_w, out_w, grid_w, max_gw, width)
 
-    # (H*W*N, C) rows: one gather fetches all channels of a pixel.
+    # (N*H*W, C) rows: one gather fetches all channels of a pixel.
     table = features.permute(0, 2, 3, 1).reshape(-1, channels)
     image = rois[:, 0].to(torch.int64) * (height * width)
-    output = features.new_empty((num_rois, out_h, out_w, channels))
-    rows_per_roi = out_h * out_w * max_gh * max_gw * 4
-    step = max(1, _MAX_ROWS_PER_STEP // rows_per_roi)
-    for begin in range(0, num_rois, step):
-        r = slice(begin, min(begin + step, num_rois))
-        n = r.stop - r.start
-        # Broadcast to (n, PH, gh, PW, gw).
-        yl, yh = y_low[r][:, :, :, None, None], y_high[r][:, :, :, None, None]
-        xl, xh = x_low[r][:, None, None, :, :], x_high[r][:, None, None, :, :]
-        hy, ly = y_w0[r][:, :, :, None, None], y_w1[r][:, :, :, None, None]
-        hx, lx = x_w0[r][:, None, None, :, :], x_w1[r][:, None, None, :, :]
-        ok = (y_ok[r][:, :, :, None, None] & x_ok[r][:, None, None, :, :]).to(dtype)
-        base = image[r][:, None, None, None, None]
-        weights = [hy * hx * ok, hy * lx * ok, ly * hx * ok, ly * lx * ok]
-        corners = [base + yl * width + xl, base + yl * width + xh, base + yh * width + xl, base + yh * width + xh]
+    # Per sample (roi, bin row, sample row, bin column, sample column): 4 corner rows, 4 weights.
+    shape = (num_rois, out_h, max_gh, out_w, max_gw)
+    yl, yh = y_low[:, :, :, None, None], y_high[:, :, :, None, None]
+    xl, xh = x_low[:, None, None, :, :], x_high[:, None, None, :, :]
+    hy, ly = y_w0[:, :, :, None, None], y_w1[:, :, :, None, None]
+    hx, lx = x_w0[:, None, None, :, :], x_w1[:, None, None, :, :]
+    ok = (y_ok[:, :, :, None, None] & x_ok[:, None, None, :, :]).to(dtype)
+    base = image[:, None, None, None, None]
+    rows = [base + yl * width + xl, base + yl * width + xh, base + yh * width + xl, base + yh * width + xh]
+    weights = [hy * hx * ok, hy * lx * ok, ly * hx * ok, ly * lx * ok]
+    # Sample-major order within a bin, so that a bin's samples are summed in the kernel's order.
+    rows = [r.expand(shape).permute(0, 1, 3, 2, 4).reshape(-1) for r in rows]
+    weights = [w.expand(shape).permute(0, 1, 3, 2, 4).reshape(-1, 1) for w in weights]
+    samples = max_gh * max_gw
+    bins = num_rois * out_h * out_w
+    output = features.new_empty((bins, channels))
+    step = max(1, _VALUES_PER_STEP // (samples * channels))  # bins per step
+    corner = features.new_empty((step * samples, channels))
+    value = features.new_empty((step * samples, channels))
+    for begin in range(0, bins, step):
+        stop = min(begin + step, bins)
+        span = slice(begin * samples, stop * samples)
+        n = (stop - begin) * samples
         # The kernel's arithmetic: ((w1*a + w2*b) + w3*c) + w4*d per sample, then a running sum
         # over the bin's samples in row-major order, then one division by the count.
-        value = None
-        for weight, corner in zip(weights, corners):
-            term = weight.reshape(-1, 1) * table[corner.reshape(-1)]
-            value = term if value is None else value + term
-        value = value.reshape(n, out_h, max_gh, out_w, max_gw, channels)
-        pooled = torch.zeros((n, out_h, out_w, channels), dtype=dtype, device=features.device)
-        for iy in range(max_gh):
-            for ix in range(max_gw):
-                pooled = pooled + value[:, :, iy, :, ix]
-        output[r] = pooled / count[r][:, None, None, None]
+        torch.index_select(table, 0, rows[0][span], out=value[:n])
+        value[:n].mul_(weights[0][span])
+        for k in (1, 2, 3):
+            torch.index_select(table, 0, rows[k][span], out=corner[:n])
+            value[:n].add_(corner[:n].mul_(weights[k][span]))
+        per_bin = value[:n].view(stop - begin, samples, channels)
+        total = per_bin[:, 0].clone()
+        for sample in range(1, samples):
+            total.add_(per_bin[:, sample])
+        output[begin:stop] = total
+    output = output.view(num_rois, out_h, out_w, channels) / count[:, None, None, None]
     return output.permute(0, 3, 1, 2).contiguous()
 
 
@@ -140,7 +151,8 @@ def multilevel_roi_align(
     min_level = int(round(-math.log2(scales[0])))
     max_level = int(round(-math.log2(scales[-1])))
     levels = level_of_boxes(rois[:, 1:], min_level, max_level)
-    output = features[0].new_zeros((rois.shape[0], features[0].shape[1], output_size, output_size))
+    dtype = torch.float32 if features[0].dtype in (torch.bfloat16, torch.float16) else features[0].dtype
+    output = features[0].new_zeros((rois.shape[0], features[0].shape[1], output_size, output_size), dtype=dtype)
     for level, (feature, scale) in enumerate(zip(features, scales)):
         members = torch.nonzero(levels == level).flatten()
         if members.numel():

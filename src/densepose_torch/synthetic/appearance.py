@@ -1,9 +1,9 @@
 """How synthetic people and their surroundings look: skin tones, hair, clothing-like materials
 with procedural patterns, Lambertian lighting, and procedural (or user-given) backgrounds.
 
-Clothing is a per-vertex material choice (top, bottom or one-piece, shoes, sleeves and leg
-lengths read from the DensePose chart coordinates), and each material's pattern is evaluated
-per pixel on the person's rest-pose surface position, so stripes and checks follow the body.
+Clothing is decided per pixel from the DensePose part and chart coordinate U (top, bottom or
+one-piece, shoes, sleeve and leg lengths), and each material's pattern is evaluated on the
+person's rest-pose surface position, so stripes and checks follow the body as it moves.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ PATTERN_SOLID, PATTERN_STRIPES, PATTERN_CHECKS, PATTERN_NOISE = range(4)
 
 @dataclass(frozen=True)
 class Material:
-    colour: np.ndarray  # (3,) main colour, linear 0..1
+    colour: np.ndarray  # (3,) main colour, RGB 0..1
     second: np.ndarray  # (3,) pattern colour
     pattern: int
     period: float  # metres

@@ -73,7 +73,8 @@ def make_chart_sheet(body: BodyModel | None = None, height: int = 420) -> np.nda
             n = normals @ rot.T
             scale = 0.9 * height / np.ptp(p[:, 2])
             width = int(height * 0.75)
-            screen = np.stack([p[:, 0] * scale + width / 2, -(p[:, 2] - p[:, 2].mean()) * scale + height / 2, p[:, 1] + 5.0], axis=1)
+            middle = 0.5 * (p[:, 2].min() + p[:, 2].max())
+            screen = np.stack([p[:, 0] * scale + width / 2, (middle - p[:, 2]) * scale + height / 2, p[:, 1] + 5.0], axis=1)
             frags = rasterize(screen, body.faces, height, width)
             hit = frags.face >= 0
             face = frags.face[hit]
@@ -99,7 +100,7 @@ def _save(path: Path, rgb: np.ndarray) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the synthetic-data pictures of the docs.")
     parser.add_argument("folder", type=Path, help="output folder, e.g. docs/images")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[3, 8, 21, 42])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[6, 9, 19, 23])
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args(argv)
     _save(args.folder / "synthetic_samples.png", make_contact_sheet(args.seeds, args.size))

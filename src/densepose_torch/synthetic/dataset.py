@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import queue as queue_module
+import signal
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +70,13 @@ def write_dataset(job: SynthJob, count: int, overwrite: bool = False, workers: i
             raise DensePoseError(
                 f"{out} holds a synthetic dataset made with other settings ({', '.join(changed)} differ); "
                 "rerun with the same arguments to resume, or add --overwrite")
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "dense").mkdir(parents=True, exist_ok=True)
+    try:
+        for sub in ("images", "dense"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+            for stale in (out / sub).glob(".[0-9][0-9][0-9][0-9][0-9][0-9].*"):
+                stale.unlink()  # temporary file of a write that a killed run left behind
+    except OSError as error:
+        raise DensePoseError(f"cannot write to {out}: {error.strerror or error}") from None
     with atomic_write(config_path, "w") as handle:
         json.dump(config, handle, indent=1, sort_keys=True)
 
@@ -190,7 +196,8 @@ def _render_all(job: SynthJob, todo: list[int], workers: int, progress: bool) ->
                 render_to_disk(generator, job, index)
                 bar.update(1)
             return
-        context = multiprocessing.get_context("fork")
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         done = context.Queue()
         procs = [context.Process(target=_worker, args=(job, todo[w::workers], done), daemon=True)
                  for w in range(min(workers, len(todo)))]
@@ -219,6 +226,7 @@ def _render_all(job: SynthJob, todo: list[int], workers: int, progress: bool) ->
 
 
 def _worker(job: SynthJob, indices: list[int], done) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     current = "setup"
     try:
         generator = SceneGenerator(job.size, backgrounds=job.backgrounds)

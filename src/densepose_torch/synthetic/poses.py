@@ -104,6 +104,9 @@ def sample_pose(rng: np.random.Generator, joint_names: tuple[str, ...], family: 
     for key, value in mean.items():
         targets = [key] if "." in key else [n for n in (key, key + ".L", key + ".R") if n in index]
         for target in targets:
+            value = np.array(value, dtype=np.float64)
+            if mirrored and "." not in target:
+                value[1:] *= -1  # a mirrored trunk bends and turns the other way
             angles[index[_mirror(target) if mirrored else target]] = value
     curl = rng.uniform(5, 60, size=2)  # one finger curl per hand
     spread = np.array([_SPREAD.get(_base(n), _DEFAULT_SPREAD) for n in joint_names])

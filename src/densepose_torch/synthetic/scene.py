@@ -21,7 +21,15 @@ import numpy as np
 
 from ..errors import DensePoseError
 from ..io.images import IMAGE_EXTENSIONS
-from .appearance import body_landmarks, material_albedo, random_background, random_lighting, random_outfit, shade
+from .appearance import (
+    Outfit,
+    body_landmarks,
+    material_albedo,
+    random_background,
+    random_lighting,
+    random_outfit,
+    shade,
+)
 from .body import BodyModel, load_body
 from .poses import sample_pose
 from .raster import rasterize
@@ -58,6 +66,19 @@ class Scene:
         return int(self.keypoints.shape[0])
 
 
+@dataclass(frozen=True)
+class _Person:
+    """One placed person, in camera coordinates (OpenCV axes: x right, y down, z ahead)."""
+
+    vertices: np.ndarray  # (V, 3)
+    normals: np.ndarray  # (V, 3)
+    rest: np.ndarray  # (V, 3) rest-pose vertices of the person's own shape (for clothing patterns)
+    keypoints: np.ndarray  # (17, 3)
+    outfit: Outfit
+    centre: np.ndarray  # (2,) footprint centre on the floor, world coordinates
+    radius: float  # footprint radius: people keep their footprints apart
+
+
 class SceneGenerator:
     """Renders random scenes; `backgrounds` is an optional folder (or list) of images used as
     backgrounds for most scenes instead of procedural ones."""
@@ -87,7 +108,7 @@ class SceneGenerator:
         world_to_camera = _camera_rotation(pitch, roll)
 
         wanted = int(rng.choice(len(PERSON_COUNT_PROBABILITIES), p=PERSON_COUNT_PROBABILITIES)) + 1
-        people = []  # (vertices_camera, rest_vertices, keypoints_camera, outfit, footprint centre, radius)
+        people: list[_Person] = []
         for _ in range(wanted):
             for _attempt in range(12):
                 person = self._place_person(rng, focal, camera, world_to_camera, people)
@@ -100,7 +121,7 @@ class SceneGenerator:
         if not people:
             return _empty_scene(_finish(rng, background))
 
-        cam_vertices = np.concatenate([p["vertices"] for p in people])
+        cam_vertices = np.concatenate([p.vertices for p in people])
         screen = np.concatenate([
             focal * cam_vertices[:, :2] / cam_vertices[:, 2:3] + size / 2.0, cam_vertices[:, 2:3]], axis=1)
         faces = np.concatenate([body.faces + k * n_vertices for k in range(len(people))])
@@ -123,8 +144,8 @@ class SceneGenerator:
 
         # Shading.
         corner = faces[face]  # (n, 3) global vertex ids
-        normals = np.concatenate([p["normals"] for p in people])
-        rest = np.concatenate([p["rest"] for p in people])
+        normals = np.concatenate([p.normals for p in people])
+        rest = np.concatenate([p.rest for p in people])
         normal = np.einsum("nk,nkc->nc", bary, normals[corner])
         normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)
         position = np.einsum("nk,nkc->nc", bary, cam_vertices[corner])
@@ -137,10 +158,10 @@ class SceneGenerator:
         for k, person in enumerate(people):
             mine = person_of_pixel == k
             material = np.zeros(len(face), dtype=np.uint8)
-            material[mine] = person["outfit"].material_of(
+            material[mine] = person.outfit.material_of(
                 parts[hit][mine], u_map[hit][mine], head_offset[mine],
                 self.landmarks.eye[nearest[mine]], self.landmarks.iris[nearest[mine]])
-            for m, mat in enumerate(person["outfit"].materials):
+            for m, mat in enumerate(person.outfit.materials):
                 sel = mine & (material == m)
                 if sel.any():
                     albedo[sel] = material_albedo(mat, rest_position[sel], rng)
@@ -156,10 +177,10 @@ class SceneGenerator:
         instance[hit] = renumber[person_of_pixel]
         keypoints = np.zeros((int(visible.sum()), 17, 3), dtype=np.float32)
         for k, person in enumerate(p for p, keep in zip(people, visible) if keep):
-            keypoints[k] = _keypoints(person["keypoints"], focal, size, frags.depth, cfg.keypoint_occlusion_tolerance)
+            keypoints[k] = _keypoints(person.keypoints, focal, size, frags.depth, cfg.keypoint_occlusion_tolerance)
         return Scene(image, parts, u_map, v_map, instance, frags.depth, keypoints)
 
-    def _place_person(self, rng, focal, camera, world_to_camera, others) -> dict | None:
+    def _place_person(self, rng, focal, camera, world_to_camera, others: list[_Person]) -> _Person | None:
         cfg, body = self.config, self.body
         shape = body.random_shape(rng)
         angles = sample_pose(rng, body.joint_names)
@@ -177,7 +198,7 @@ class SceneGenerator:
         offset = np.array([lateral, distance, 0.0]) - np.array([footprint[0], footprint[1], vertices[:, 2].min()])
         centre = footprint + offset[:2]
         for other in others:
-            if np.linalg.norm(other["centre"] - centre) < radius + other["radius"]:
+            if np.linalg.norm(other.centre - centre) < radius + other.radius:
                 return None
         world = vertices + offset
         cam = (world - camera) @ world_to_camera.T
@@ -189,15 +210,15 @@ class SceneGenerator:
         inside = np.clip(hi_xy, 0, cfg.size) - np.clip(lo_xy, 0, cfg.size)
         if inside.prod() < 0.3 * (hi_xy - lo_xy).prod():
             return None
-        return {
-            "vertices": cam.astype(np.float64),
-            "normals": body.vertex_normals(world) @ world_to_camera.T,
-            "rest": shape[: body.n_vertices],
-            "keypoints": (body.keypoints(world) - camera) @ world_to_camera.T,
-            "outfit": random_outfit(rng),
-            "centre": centre,
-            "radius": radius,
-        }
+        return _Person(
+            vertices=cam.astype(np.float64),
+            normals=body.vertex_normals(world) @ world_to_camera.T,
+            rest=shape[: body.n_vertices],
+            keypoints=(body.keypoints(world) - camera) @ world_to_camera.T,
+            outfit=random_outfit(rng),
+            centre=centre,
+            radius=radius,
+        )
 
 
 def render_scene(seed: int | Sequence[int], size: int = 512) -> Scene:
