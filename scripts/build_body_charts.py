@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO / "src"))
 from densepose_torch.io.atomic import atomic_path  # noqa: E402
 from densepose_torch.synthetic.dataset import write_reproducible_npz  # noqa: E402
 from densepose_torch.synthetic.parts import PART_SYMMETRY  # noqa: E402
+from densepose_torch.synthetic.poses import mirror_joint_name  # noqa: E402
 
 DEFAULT_OUT = REPO / "src" / "densepose_torch" / "synthetic" / "body_charts.npz"
 
@@ -180,20 +181,12 @@ def extract_body(model) -> Body:
     weights /= weights.sum(axis=1, keepdims=True)
 
     joint_heads = heads[[labels.index(j) for j in KEPT_JOINTS]]
-    joint_mirror = np.array([KEPT_JOINTS.index(_mirror_name(j)) for j in KEPT_JOINTS])
+    joint_mirror = np.array([KEPT_JOINTS.index(mirror_joint_name(j)) for j in KEPT_JOINTS])
     joint_heads = 0.5 * (joint_heads + joint_heads[joint_mirror] * MIRROR)
     weights = 0.5 * (weights + weights[mirror][:, joint_mirror])
 
     eye = np.isin(comp[keep], eyes)
     return Body(rest, faces, mirror, weights, joint_heads, eye, np.nonzero(keep)[0])
-
-
-def _mirror_name(name: str) -> str:
-    if name.endswith(".L"):
-        return name[:-2] + ".R"
-    if name.endswith(".R"):
-        return name[:-2] + ".L"
-    return name
 
 
 def _vertex_graph(faces: np.ndarray, n: int) -> sp.csr_matrix:

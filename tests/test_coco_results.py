@@ -12,8 +12,8 @@ from densepose_torch.errors import DensePoseError
 from densepose_torch.io.coco_results import decode_chart, load_results, result_to_records, write_results
 from densepose_torch.results import ChartResult, DensePoseResult
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-EXAMPLE_RESULTS = SHARED / "data" / "example_results.json"
+from .shared import shared_path
+
 
 
 def _result() -> DensePoseResult:
@@ -69,7 +69,7 @@ def test_round_trip(tmp_path):
 
 
 def test_example_results_decode():
-    records = load_results(EXAMPLE_RESULTS)
+    records = load_results(shared_path("data", "example_results.json"))
     assert len(records) == 21
     assert {record["image_id"] for record in records} == {785, 872, 885}
     for record in records:
@@ -97,7 +97,7 @@ def _write(path: Path, payload) -> Path:
 
 
 def test_malformed_files_give_one_line_errors(tmp_path):
-    good = json.loads(EXAMPLE_RESULTS.read_text())[0]
+    good = json.loads(shared_path("data", "example_results.json").read_text())[0]
     cases = {
         "missing.json": None,
         "broken.json": "[{",

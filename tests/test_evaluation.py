@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +22,8 @@ from densepose_torch.evaluation.similarity import gps_matrix, mask_iou_matrix
 from densepose_torch.evaluation.vertex_surfaces import condensed_index
 from densepose_torch.io.coco_results import load_results
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from .shared import shared_path
+
 GRID = np.array([1 / 6, 1 / 2, 5 / 6])
 FIGURES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
@@ -360,7 +360,7 @@ def test_records_are_matched_to_images_by_file_name():
 
 
 def test_real_annotation_converts_and_a_perfect_prediction_scores_100():
-    with open(SHARED / "data" / "demo_dp_single_ann.pkl", "rb") as handle:
+    with open(shared_path("data", "demo_dp_single_ann.pkl"), "rb") as handle:
         demo = pickle.load(handle, encoding="latin1")  # a Python 2 pickle
     height, width = demo["ICrop"].shape[:2]
     assert (height, width) == (355, 341) and demo["I"].shape == (125,)
@@ -385,7 +385,7 @@ def test_real_annotation_converts_and_a_perfect_prediction_scores_100():
 
 
 def test_real_results_file_against_ground_truth_built_from_it():
-    records = load_results(SHARED / "data" / "example_results.json")
+    records = load_results(shared_path("data", "example_results.json"))
     # Ground truth: the confident detections themselves (40 points on their body pixels each);
     # they must then be found at every threshold, and the rest rank below them.
     rng = np.random.default_rng(3)

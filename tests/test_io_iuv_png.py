@@ -2,7 +2,6 @@
 DensePose demo output (../shared/data/demo_im_IUV.png, CC BY-NC, read in place, never copied)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,9 +12,8 @@ from densepose_torch.errors import DensePoseError
 from densepose_torch.io.iuv_png import iuv_array, read_inds_png, read_iuv_png, write_inds_png, write_iuv_png
 from densepose_torch.results import DenseMaps
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DEMO_IUV = SHARED / "data" / "demo_im_IUV.png"
-DEMO_INDS = SHARED / "data" / "demo_im_INDS.png"
+from .shared import shared_path
+
 
 
 def sample_maps():
@@ -58,19 +56,19 @@ def test_read_then_write_gives_the_same_pixels(tmp_path):
     assert np.array_equal(cv2.imread(str(path)), cv2.imread(str(again)))
 
 
-@pytest.mark.skipif(not DEMO_IUV.is_file(), reason="needs ../shared/data (real DensePose demo output)")
 def test_original_caffe2_demo_files_read_as_i_u_v_and_write_back_identically(tmp_path):
-    part, u, v = read_iuv_png(DEMO_IUV)
-    inds = read_inds_png(DEMO_INDS)
+    demo_iuv, demo_inds = shared_path("data", "demo_im_IUV.png"), shared_path("data", "demo_im_INDS.png")
+    part, u, v = read_iuv_png(demo_iuv)
+    inds = read_inds_png(demo_inds)
     assert part.shape == inds.shape == (600, 1116)
     assert set(np.unique(part)) == set(range(25))  # parts only in channel 0
     assert u.min() == 0 and u.max() == 1 and v.max() == 1
     assert np.array_equal(part > 0, inds > 0)  # body pixels and instance pixels coincide
     assert not u[part == 0].any() and not v[part == 0].any()
     maps = DenseMaps(I=part, U=u, V=v, instance=inds)
-    assert np.array_equal(iuv_array(maps), cv2.imread(str(DEMO_IUV)))
+    assert np.array_equal(iuv_array(maps), cv2.imread(str(demo_iuv)))
     written = write_iuv_png(tmp_path / "demo_IUV.png", maps)
-    assert np.array_equal(cv2.imread(str(written)), cv2.imread(str(DEMO_IUV)))
+    assert np.array_equal(cv2.imread(str(written)), cv2.imread(str(demo_iuv)))
 
 
 def test_unreadable_files_are_one_line_errors(tmp_path):

@@ -20,6 +20,7 @@ UVConfidence = Literal["iid_iso", "indep_aniso"]
 class ModelConfig:
     # Backbone: ResNet (FrozenBN, Caffe2/MSRA style stride in the 1x1 conv) + FPN p2..p6.
     depth: int = 50
+    base_channels: int = 64  # stem width; every ResNet stage scales with it (64 = the zoo's)
     fpn_channels: int = 256
     # DensePose branch.
     densepose_head: HeadType = "v1convx"
@@ -48,6 +49,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.depth not in (18, 34, 50, 101):
             raise DensePoseError(f"ResNet depth must be 18, 34, 50 or 101, not {self.depth}")
+        if self.base_channels < 1:
+            raise DensePoseError(f"base_channels must be positive, not {self.base_channels}")
         if self.densepose_head not in ("v1convx", "deeplab"):
             raise DensePoseError(f"densepose_head must be 'v1convx' or 'deeplab', not {self.densepose_head!r}")
         if self.uv_confidence not in (None, "iid_iso", "indep_aniso"):

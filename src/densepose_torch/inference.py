@@ -77,8 +77,9 @@ class Predictor:
         return self.batch([image], channel_order)[0]
 
     def batch(self, images: Sequence[ImageInput] | Iterable[ImageInput], channel_order: ChannelOrder = "rgb") -> list[DensePoseResult]:
-        """Results for several images. Images whose resized sizes pad to the same shape run as one
-        batch; the others separately, so every result equals the single-image result."""
+        """Results for several images, in order. On CUDA, images whose resized sizes pad to the
+        same shape run as one batch (results equal single-image ones up to float rounding); on
+        the CPU batching is no faster, so images run one at a time and results are identical."""
         arrays = [to_rgb_array(image, channel_order) for image in images]
         return self._run(arrays, None)
 
@@ -111,10 +112,10 @@ class Predictor:
     @torch.inference_mode()
     def _run(self, arrays: list[np.ndarray], boxes: list[np.ndarray] | None) -> list[DensePoseResult]:
         inputs = [self.preprocess(rgb) for rgb in arrays]
-        groups: dict[tuple[int, int], list[int]] = {}
+        groups: dict[object, list[int]] = {}
         for index, tensor in enumerate(inputs):
-            padded = tuple(-(-s // 32) * 32 for s in tensor.shape[-2:])
-            groups.setdefault(padded, []).append(index)
+            key = tuple(-(-s // 32) * 32 for s in tensor.shape[-2:]) if self.device.type == "cuda" else index
+            groups.setdefault(key, []).append(index)
         results: list[DensePoseResult | None] = [None] * len(arrays)
         for members in groups.values():
             member_boxes = None

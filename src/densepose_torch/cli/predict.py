@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from ..errors import DensePoseError
-from ..io.atomic import atomic_path
 from ..io.coco_results import result_to_records, write_results
-from ..io.images import read_image
+from ..io.images import read_image, write_picture
 from ..io.inputs import InputItem, expand_inputs
 from ..io.iuv_png import write_inds_png, write_iuv_png
 from ..io.npz import write_npz
@@ -28,7 +26,6 @@ from ..results import DensePoseResult
 
 ARRAY_OUTPUTS = ("npz", "iuv", "json")
 LAYOUTS = ("folders", "beside", "viton")
-JPEG_QUALITY = 95
 
 EXAMPLES = """\
 examples:
@@ -157,14 +154,6 @@ def image_id_of(stem: str) -> int:
     """COCO image id of a file: the number ending its name (COCO_val2014_000000000785 -> 785), else 0."""
     match = re.search(r"(\d+)$", stem)
     return int(match.group(1)) if match else 0
-
-
-def write_picture(path: Path, rgb: np.ndarray) -> None:
-    """A PNG or JPEG (quality 95) of an RGB picture, written atomically."""
-    parameters = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    with atomic_path(path) as temporary:
-        if not cv2.imwrite(str(temporary), np.ascontiguousarray(rgb[:, :, ::-1]), parameters):
-            raise DensePoseError(f"OpenCV could not write {path}")
 
 
 def _select(result: DensePoseResult, plan: Plan) -> DensePoseResult:

@@ -8,7 +8,6 @@ Persons without `dp_x` are ignored by the DensePose metrics.
 from __future__ import annotations
 
 import copy
-import json
 import numbers
 import os
 import warnings
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DensePoseError
+from ..io.json_files import read_json
 
 DP_POINT_KEYS = ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")
 
@@ -72,16 +72,7 @@ def load_ground_truth(source: str | os.PathLike | dict | GroundTruth) -> GroundT
     if isinstance(source, dict):
         name, data = "ground truth", copy.deepcopy(source)
     else:
-        name = os.fspath(source)
-        try:
-            with open(name, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except FileNotFoundError:
-            raise DensePoseError(f"no such annotation file: {name}") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise DensePoseError(f"cannot read annotation file {name}: {error}") from None
-        except json.JSONDecodeError as error:
-            raise DensePoseError(f"annotation file {name} is not valid JSON ({error})") from None
+        name, data = os.fspath(source), read_json(source, "annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
         raise DensePoseError(f"{name} is not a COCO annotation file (needs 'images' and 'annotations' lists)")
 

@@ -28,6 +28,7 @@ from pycocotools import mask as mask_utils
 from ..errors import DensePoseError
 from ..results import ChartResult, DensePoseResult
 from .atomic import atomic_write
+from .json_files import read_json
 
 PERSON_CATEGORY_ID = 1
 REQUIRED_KEYS = ("image_id", "category_id", "bbox", "score", "uv_shape", "uv_data")
@@ -145,15 +146,7 @@ def load_results(path: str | os.PathLike, decode: bool = True) -> list[dict]:
             raise DensePoseError(f"no .json results files in {path}")
         return [record for file in files for record in load_results(file, decode)]
     source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8") as handle:
-            records = json.load(handle)
-    except FileNotFoundError:
-        raise DensePoseError(f"no such results file: {source}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DensePoseError(f"cannot read results file {source}: {error}") from None
-    except json.JSONDecodeError as error:
-        raise DensePoseError(f"results file {source} is not valid JSON ({error})") from None
+    records = read_json(source, "results file")
     if not isinstance(records, list):
         raise DensePoseError(f"results file {source} must hold a JSON list of detections, found a {type(records).__name__}")
     for index, record in enumerate(records):

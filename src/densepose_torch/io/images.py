@@ -9,12 +9,15 @@ import os
 from pathlib import Path
 from typing import Literal, Union
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DensePoseError
+from .atomic import atomic_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+JPEG_QUALITY = 95
 
 ChannelOrder = Literal["rgb", "bgr"]
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -85,3 +88,12 @@ def to_rgb_array(image: ImageInput, channel_order: ChannelOrder = "rgb") -> np.n
     else:
         raise DensePoseError(f"image arrays must be HxW, HxWx3 or HxWx4, not shape {tuple(image.shape)}")
     return _check_size(np.ascontiguousarray(array), "array")
+
+
+def write_picture(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """An HxWx3 RGB uint8 picture as PNG or JPEG (quality 95, by the extension), written atomically."""
+    path = Path(path)
+    parameters = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    with atomic_path(path) as temporary:
+        if not cv2.imwrite(str(temporary), np.ascontiguousarray(rgb[:, :, ::-1]), parameters):
+            raise DensePoseError(f"OpenCV could not write {path}")

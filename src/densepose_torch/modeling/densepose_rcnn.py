@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
@@ -37,7 +36,7 @@ class DensePoseRCNN(nn.Module):
         super().__init__()
         self.config = config
         self.name = name
-        self.backbone = FPN(ResNet(config.depth), config.fpn_channels)
+        self.backbone = FPN(ResNet(config.depth, config.base_channels), config.fpn_channels)
         self.proposal_generator = RPN(
             config.fpn_channels,
             FPN_STRIDES,

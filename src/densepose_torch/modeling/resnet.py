@@ -59,15 +59,16 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Outputs res2..res5 (strides 4, 8, 16, 32)."""
+    """Outputs res2..res5 (strides 4, 8, 16, 32). `base_channels` is the stem's width; the stages
+    have 4x (bottleneck) or 1x (basic blocks) of it, doubling per stage (64: the standard nets)."""
 
-    def __init__(self, depth: int = 50):
+    def __init__(self, depth: int = 50, base_channels: int = 64):
         super().__init__()
-        self.stem = BasicStem(64)
+        self.stem = BasicStem(base_channels)
         bottleneck = depth >= 50
-        in_channels = 64
-        out_channels = 256 if bottleneck else 64
-        width = 64
+        in_channels = base_channels
+        out_channels = 4 * base_channels if bottleneck else base_channels
+        width = base_channels
         self.out_channels: list[int] = []
         for index, (name, blocks) in enumerate(zip(STAGE_NAMES, BLOCKS_PER_STAGE[depth])):
             stage = []

@@ -11,9 +11,8 @@ from torch import nn
 from ..config import ModelConfig
 from ..ops.boxes import BoxCoder, clip_boxes
 from ..ops.nms import batched_nms
-from ..ops.roi_align import multilevel_roi_align, roi_align
+from ..ops.roi_align import multilevel_roi_align
 from .densepose_heads import ChartPredictor, Decoder, DeepLabHead, V1ConvXHead
-from .layers import Conv2d
 
 ROI_SCALES = (1 / 4, 1 / 8, 1 / 16, 1 / 32)  # p2..p5
 BOX_POOLER_RESOLUTION = 7

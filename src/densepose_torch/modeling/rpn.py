@@ -83,12 +83,24 @@ class RPN(nn.Module):
     def forward(self, features: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(proposals (R, 4), objectness logits (R,)) per image, best first."""
         logits, deltas = self.rpn_head(features)
-        anchors = self.anchors(features)
+        return self.find_top_proposals(logits, deltas, self.anchors(features), image_sizes, self.pre_nms_topk, self.post_nms_topk)
+
+    def find_top_proposals(
+        self,
+        logits: list[torch.Tensor],
+        deltas: list[torch.Tensor],
+        anchors: list[torch.Tensor],
+        image_sizes: list[tuple[int, int]],
+        pre_nms_topk: int,
+        post_nms_topk: int,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per image: the `pre_nms_topk` best anchors of each level, decoded, clipped, NMS per
+        level, the `post_nms_topk` best overall (training asks for more than testing)."""
         outputs = []
         for image, (height, width) in enumerate(image_sizes):
             boxes, scores, levels = [], [], []
             for level, (level_logits, level_deltas, level_anchors) in enumerate(zip(logits, deltas, anchors)):
-                k = min(level_logits.shape[1], self.pre_nms_topk)
+                k = min(level_logits.shape[1], pre_nms_topk)
                 top_scores, top_index = level_logits[image].topk(k)
                 boxes.append(self.box_coder.decode(level_deltas[image, top_index], level_anchors[top_index]))
                 scores.append(top_scores)
@@ -102,6 +114,6 @@ class RPN(nn.Module):
             boxes = clip_boxes(boxes, height, width)
             keep = nonempty(boxes)
             boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-            keep = batched_nms(boxes, scores, levels, self.nms_threshold)[: self.post_nms_topk]
+            keep = batched_nms(boxes, scores, levels, self.nms_threshold)[:post_nms_topk]
             outputs.append((boxes[keep], scores[keep]))
         return outputs

@@ -22,18 +22,17 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import DensePoseError
 from ..io.atomic import atomic_path, atomic_write
+from ..io.images import write_picture
 from ..results import DenseMaps
 from .body import BODY_CHARTS_PATH
 from .coco import PERSON_CATEGORY, annotate_scene
 from .scene import Scene, SceneGenerator, list_backgrounds
 
 UV_SCALE = 65535  # dense U and V are stored as uint16 round(U * UV_SCALE)
-JPEG_QUALITY = 95
 FORMAT_VERSION = 1
 
 
@@ -135,9 +134,7 @@ def render_to_disk(generator: SceneGenerator, job: SynthJob, index: int) -> None
                    scene.instance, scene.depth, scene.keypoints)
     records = annotate_scene(stored, np.random.default_rng(np.random.SeedSequence((job.seed, index, 1))), job.num_points)
     out = Path(job.out)
-    with atomic_path(out / "images" / f"{stem}.jpg") as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-            raise DensePoseError(f"could not write {out / 'images' / (stem + '.jpg')}")
+    write_picture(out / "images" / f"{stem}.jpg", scene.image)
     with atomic_path(out / "dense" / f"{stem}.npz") as tmp:
         write_reproducible_npz(tmp, {"I": scene.I, "U": u16, "V": v16, "instance": scene.instance.astype(np.uint8),
                         "annotations": np.array(json.dumps(records, separators=(",", ":")))})

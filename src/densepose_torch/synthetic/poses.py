@@ -83,7 +83,8 @@ def _base(name: str) -> str:
     return base
 
 
-def _mirror(name: str) -> str:
+def mirror_joint_name(name: str) -> str:
+    """The name of the joint on the other side of the body (rig names end in .L / .R)."""
     if name.endswith(".L"):
         return name[:-2] + ".R"
     if name.endswith(".R"):
@@ -107,7 +108,7 @@ def sample_pose(rng: np.random.Generator, joint_names: tuple[str, ...], family: 
             value = np.array(value, dtype=np.float64)
             if mirrored and "." not in target:
                 value[1:] *= -1  # a mirrored trunk bends and turns the other way
-            angles[index[_mirror(target) if mirrored else target]] = value
+            angles[index[mirror_joint_name(target) if mirrored else target]] = value
     curl = rng.uniform(5, 60, size=2)  # one finger curl per hand
     spread = np.array([_SPREAD.get(_base(n), _DEFAULT_SPREAD) for n in joint_names])
     angles += rng.normal(size=angles.shape) * spread[:, None]

@@ -1,0 +1,61 @@
+"""Agreement between models without ground truth: pairwise part-map mIoU.
+
+For two models, each body part c (1..24) gets IoU_c = |A = c and B = c| / |A = c or B = c|, the
+counts summed over all images (full-image part maps I, `DensePoseResult.to_dense()`), and the
+agreement is the mean IoU_c over the parts that either model found. Background is left out, so
+small people do not make every pair look alike. Two models that found no body anywhere have no
+agreement (None).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+NUM_PARTS = 24
+_LABELS = NUM_PARTS + 1
+
+
+def pairwise_part_counts(part_maps: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-part intersections and unions of every pair of one image's part maps: two
+    (M, M, 24) int64 arrays (zeros where a map is None, i.e. the model did not run)."""
+    count = len(part_maps)
+    intersections = np.zeros((count, count, NUM_PARTS), np.int64)
+    unions = np.zeros((count, count, NUM_PARTS), np.int64)
+    shapes = {part_map.shape for part_map in part_maps if part_map is not None}
+    if len(shapes) > 1:
+        raise ValueError(f"part maps of different sizes: {sorted(shapes)}")
+    flat = [None if part_map is None else part_map.astype(np.intp).ravel() for part_map in part_maps]
+    for i in range(count):
+        if flat[i] is None:
+            continue
+        rows = flat[i] * _LABELS
+        for j in range(i, count):
+            if flat[j] is None:
+                continue
+            # confusion[a, b]: pixels where model i says part a and model j part b.
+            confusion = np.bincount(rows + flat[j], minlength=_LABELS * _LABELS).reshape(_LABELS, _LABELS)
+            both = np.diag(confusion)[1:]
+            either = confusion.sum(axis=1)[1:] + confusion.sum(axis=0)[1:] - both
+            intersections[i, j] = intersections[j, i] = both
+            unions[i, j] = unions[j, i] = either
+    return intersections, unions
+
+
+def mean_iou(intersections: np.ndarray, unions: np.ndarray) -> list[list[float | None]]:
+    """The (M, M) agreement matrix from counts summed over images (None: no body pixel in either)."""
+    count = intersections.shape[0]
+    matrix: list[list[float | None]] = [[None] * count for _ in range(count)]
+    for i in range(count):
+        for j in range(count):
+            found = unions[i, j] > 0
+            if found.any():
+                matrix[i][j] = float(np.mean(intersections[i, j][found] / unions[i, j][found]))
+    return matrix
+
+
+def mean_agreement(matrix: list[list[float | None]]) -> list[float | None]:
+    """Each model's mean agreement with the others (None without another model to compare)."""
+    means = []
+    for i, row in enumerate(matrix):
+        values = [value for j, value in enumerate(row) if j != i and value is not None]
+        means.append(float(np.mean(values)) if values else None)
+    return means

@@ -1,0 +1,16 @@
+"""DensePose over HTTP: `densepose serve` (FastAPI + uvicorn).
+
+    from densepose_torch.service import ServiceSettings, create_app
+    app = create_app(ServiceSettings(), load_predictor)   # any ASGI server can run it
+
+Modules: `settings` (limits and defaults), `app` (routes, readiness, error replies), `batching`
+(the bounded queue that batches requests onto the one shared model, in a worker thread),
+`uploads` (reading bodies and decoding images within limits), `replies` (JSON, IUV PNG, npz and
+render bodies), `legacy` (the path-based `POST /densepose` of the project this started from),
+`metrics` (Prometheus text), `server` (uvicorn settings), `static/index.html` (the web page).
+FastAPI and uvicorn come with the `serve` extra: `pip install 'densepose-torch[serve]'`.
+"""
+from .app import create_app
+from .settings import ServiceSettings
+
+__all__ = ["ServiceSettings", "create_app"]

@@ -1,0 +1,84 @@
+"""`POST /densepose`: the path-based endpoint of the dockerised service this project started from.
+
+The body names files on the server: `{"DenseRootDir", "ClientID", "FileName", "ImagePath"}`.
+The photo is `ImagePath/FileName.jpg`, or `ImagePath/FileName.png` when there is no `.jpg`
+(exactly these two lower-case extensions, in that order); the `viton` render of its best
+detection scoring at least 0.8 is written, as JPEG (quality 95, atomically), to
+`DenseRootDir/ClientID/FileName.jpg`, folders created as needed. Relative paths are relative
+to the data root; every path, after following symbolic links, must lie inside the data root, or
+the request is refused (403) before anything is read or written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..cli.predict import write_picture
+from ..render import top_person, viton
+from ..results import DensePoseResult
+from .errors import ServiceError
+from .settings import DEFAULT_MIN_SCORE
+
+INPUT_EXTENSIONS = (".jpg", ".png")
+OUTPUT_EXTENSION = ".jpg"
+
+
+class LegacyRequest(BaseModel):
+    """The seed project's request body, field names as it spelled them."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    DenseRootDir: str
+    ClientID: str
+    FileName: str
+    ImagePath: str
+
+
+@dataclass(frozen=True)
+class LegacyPaths:
+    inputs: tuple[Path, ...]  # candidate photos, resolved, in the order they are tried
+    output: Path  # where the render goes, resolved
+    reply_path: str  # the output as the client named it
+
+    def existing_input(self) -> Path:
+        for candidate in self.inputs:
+            if candidate.is_file():
+                return candidate
+        raise ServiceError(404, "no photo " + " or ".join(str(path) for path in self.inputs))
+
+
+def _inside(root: Path, given: PurePath) -> Path:
+    """`given` (relative to `root`, or absolute) resolved through symbolic links; 403 unless the
+    result lies inside `root` (itself resolved)."""
+    try:
+        resolved = (root / given).resolve()
+    except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
+        raise ServiceError(403, f"path {str(given)!r} cannot be resolved inside the data root") from None
+    if not resolved.is_relative_to(root):
+        raise ServiceError(403, f"path {str(given)!r} is outside the data root")
+    return resolved
+
+
+def resolve_paths(data_root: Path | None, request: LegacyRequest) -> LegacyPaths:
+    """Every path the request would touch, each checked to lie inside `data_root`."""
+    if data_root is None:
+        raise ServiceError(403, "POST /densepose is off: start the server with --data-root DIR")
+    for name in ("FileName", "ImagePath", "DenseRootDir", "ClientID"):
+        if not getattr(request, name):
+            raise ServiceError(422, f"{name} must not be empty")
+    root = data_root.resolve()
+    inputs = tuple(_inside(root, PurePath(request.ImagePath) / f"{request.FileName}{extension}") for extension in INPUT_EXTENSIONS)
+    given_output = PurePath(request.DenseRootDir) / request.ClientID / f"{request.FileName}{OUTPUT_EXTENSION}"
+    return LegacyPaths(inputs, _inside(root, given_output), str(given_output))
+
+
+def legacy_render(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
+    """What the seed service wrote: the `viton` picture of the best person."""
+    return viton(image, top_person(result.above(DEFAULT_MIN_SCORE)))
+
+
+def write_legacy_render(path: Path, image: np.ndarray, result: DensePoseResult) -> None:
+    write_picture(path, legacy_render(image, result))

@@ -1,0 +1,282 @@
+"""What a training run does, as small frozen dataclasses read from a YAML file.
+
+    model:   the architecture (ModelConfig fields; `zoo: NAME` starts from a zoo architecture)
+    data:    training and held-out sets, augmentation, loader workers
+    solver:  SGD, learning-rate schedule, clipping, AMP
+    loss:    RPN / ROI sampling and the DensePose loss weights
+    (top level: initial weights, backbone normalisation, seed, output, periods)
+
+Defaults are detectron2's for the improved-baseline DensePose R-CNN (spec §3, §6.5); a key not in
+the file keeps its default. `load_train_config(path, ["solver.base_lr=0.02", ...])` applies
+command-line overrides, whose values are read as YAML (numbers, lists, null).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ..config import ModelConfig
+from ..errors import DensePoseError
+from ..zoo import get_zoo_model
+
+
+@dataclass(frozen=True)
+class SyntheticDatasetConfig:
+    """Scenes of the synthetic engine: image i is the scene of seed (seed, i). With `cache` the
+    set is written there once (as `densepose synth` writes it, resumable) and read back;
+    without, scenes are rendered on the fly by the loader workers."""
+
+    count: int
+    seed: int = 0
+    size: int = 512
+    num_points: int = 100
+    backgrounds: str | None = None
+    cache: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """A DensePose-COCO annotation file and its image folder, or a synthetic set."""
+
+    annotations: str | None = None
+    images: str | None = None
+    synthetic: SyntheticDatasetConfig | None = None
+
+    def __post_init__(self) -> None:
+        on_disk = self.annotations is not None or self.images is not None
+        if on_disk == (self.synthetic is not None) or (on_disk and (self.annotations is None or self.images is None)):
+            raise DensePoseError("a dataset is either `annotations` + `images` (DensePose-COCO on disk) or `synthetic`")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: tuple[DatasetConfig, ...]
+    val: DatasetConfig | None = None
+    val_limit: int | None = None  # evaluate on the first N held-out images only
+    min_size_train: tuple[int, ...] = (640, 672, 704, 736, 768, 800)
+    max_size_train: int = 1333
+    random_flip: bool = True
+    uv_symmetry: str | None = None  # UV_symmetry_transforms.mat; None: the synthetic body's own
+    num_workers: int = 2
+    eval_surface: str = "official"  # GPS body: official, official:DIR, synthetic or none
+    eval_min_score: float = 0.5  # detections pasted into the part map for the part mIoU
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise DensePoseError("data.train needs at least one dataset")
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    ims_per_batch: int = 16  # global batch, split over the processes
+    base_lr: float = 0.01
+    max_iter: int = 130000
+    steps: tuple[int, ...] = (100000, 120000)
+    gamma: float = 0.1
+    warmup_iters: int = 1000
+    warmup_factor: float = 0.1
+    warmup_method: Literal["linear", "constant"] = "linear"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    weight_decay_norm: float = 0.0  # normalisation layers' scale and shift
+    clip_gradients: Literal["value", "norm"] | None = None  # per parameter, as detectron2
+    clip_value: float = 1.0  # 1.0 for "value"; the zoo's "norm" configs use 100.0
+    amp: bool = False  # float16 autocast + loss scaling, CUDA only
+
+    def __post_init__(self) -> None:
+        if self.ims_per_batch < 1 or self.max_iter < 1:
+            raise DensePoseError("solver.ims_per_batch and solver.max_iter must be positive")
+        if list(self.steps) != sorted(self.steps):
+            raise DensePoseError(f"solver.steps must increase, got {list(self.steps)}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    rpn_batch_size_per_image: int = 256
+    rpn_positive_fraction: float = 0.5
+    rpn_iou_thresholds: tuple[float, float] = (0.3, 0.7)
+    rpn_pre_nms_topk_train: int = 2000  # per FPN level
+    rpn_post_nms_topk_train: int = 1000  # per image
+    roi_batch_size_per_image: int = 512
+    roi_positive_fraction: float = 0.25
+    roi_iou_threshold: float = 0.5
+    densepose_iou_threshold: float = 0.7  # proposals train DensePose above this IoU with their person
+    densepose_rois_per_image: int | None = None  # a random subset of them (None: all, as detectron2)
+    index_weight: float = 5.0  # coarse segmentation ("S"); 2.0 legacy
+    part_weight: float = 1.0  # fine segmentation ("I"); 0.3 legacy
+    point_weight: float = 0.01  # U/V; 0.1 legacy, 0.0005 with UV confidence
+    uv_confidence_epsilon: float = 0.01
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig
+    data: DataConfig
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    init_weights: str | None = None  # checkpoint, zoo name or ImageNet .pkl; parts that fit are loaded
+    backbone_norm: Literal["frozen", "bn"] = "frozen"  # "bn": trainable batch norm, frozen on export
+    freeze_at: int = 2  # 0: train everything; 1: freeze the stem; 2: stem and res2 (detectron2)
+    seed: int = 0
+    output: str = "out/train"
+    device: str | None = None  # default: cuda when available (the local rank's GPU), else cpu
+    checkpoint_period: int = 5000
+    eval_period: int = 0  # 0: evaluate after the last iteration only
+    log_period: int = 20
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+    def __post_init__(self) -> None:
+        if self.freeze_at not in (0, 1, 2, 3, 4, 5):
+            raise DensePoseError(f"freeze_at must be 0..5, not {self.freeze_at}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """`value` (parsed YAML) checked against the type `hint`, lists turned into tuples and
+    mappings into dataclasses."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where)
+            except DensePoseError as error:
+                errors.append(str(error))
+        raise DensePoseError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not a {_type_name(hint)}")
+    if origin is Literal:
+        if value not in args:
+            raise DensePoseError(f"{where} must be one of {', '.join(repr(a) for a in args)}, not {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise DensePoseError(f"{where} must be a list, not {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise DensePoseError(f"{where} must have {len(args)} entries, not {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if dataclasses.is_dataclass(hint):
+        return build_dataclass(hint, value, where)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DensePoseError(f"{where} must be a number, not {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DensePoseError(f"{where} must be an integer, not {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise DensePoseError(f"{where} must be true or false, not {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise DensePoseError(f"{where} must be a string, not {value!r}")
+        return str(value)
+    return value
+
+
+def build_dataclass(cls: type, values: Any, where: str) -> Any:
+    """An instance of dataclass `cls` from a mapping, every field type-checked."""
+    if isinstance(values, cls):
+        return values
+    if not isinstance(values, dict):
+        raise DensePoseError(f"{where} must be a mapping of {cls.__name__} fields, not {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise DensePoseError(f"unknown key {_key(where, unknown[0])} (known: {', '.join(names)})")
+    kwargs = {name: _coerce(values[name], hints[name], _key(where, name)) for name in names if name in values}
+    try:
+        return cls(**kwargs)
+    except TypeError as error:  # a required field is missing
+        raise DensePoseError(f"{where or 'config'}: {error}".replace("__init__() ", "")) from None
+
+
+def _key(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _model_config(values: Any) -> ModelConfig:
+    if not isinstance(values, dict):
+        raise DensePoseError(f"model must be a mapping of ModelConfig fields, not {values!r}")
+    values = dict(values)
+    zoo = values.pop("zoo", None)
+    base = get_zoo_model(str(zoo)).architecture.to_dict() if zoo is not None else {}
+    return build_dataclass(ModelConfig, {**base, **values}, "model")
+
+
+def _set_override(tree: dict, override: str) -> None:
+    if "=" not in override:
+        raise DensePoseError(f"override {override!r} is not KEY=VALUE (e.g. solver.base_lr=0.02)")
+    key, text = override.split("=", 1)
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    node = tree
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise DensePoseError(f"override {key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def train_config_from_dict(tree: dict, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    tree = _plain(tree)
+    for override in overrides:
+        _set_override(tree, override)
+    if "model" not in tree or "data" not in tree:
+        raise DensePoseError("a training config needs `model` and `data` sections")
+    tree["model"] = _model_config(tree["model"])
+    return build_dataclass(TrainConfig, tree, "")
+
+
+def load_train_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """A TrainConfig from a YAML file, with KEY=VALUE overrides applied."""
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DensePoseError(f"no such config file: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DensePoseError(f"cannot read config file {path}: {error}") from None
+    except yaml.YAMLError as error:
+        raise DensePoseError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(tree, dict):
+        raise DensePoseError(f"{path} must hold a mapping with `model`, `data`, `solver`, ... sections")
+    return train_config_from_dict(tree, overrides)
+
+
+def dump_train_config(config: TrainConfig) -> str:
+    """The resolved config as YAML (every value spelled out)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
