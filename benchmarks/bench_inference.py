@@ -83,7 +83,8 @@ def run_stages(predictor: Predictor, rgb: np.ndarray) -> dict[str, float]:
         features = timed("backbone+FPN", lambda: model.backbone(batch))
         proposals = timed("RPN", lambda: [p for p, _ in model.proposal_generator(features, sizes)])
         boxes, scores = timed("box head", lambda: model.roi_heads.detect(features, proposals, sizes)[0])
-        outputs = timed("DensePose head", lambda: model.roi_heads.densepose(features, [boxes]))
+        dtype = torch.bfloat16 if predictor.precision == "bf16" else None
+        outputs = timed("DensePose head", lambda: model.roi_heads.densepose(features, [boxes], dtype))
         from densepose_torch.modeling import RawDetections
 
         raw = RawDetections(boxes, scores, outputs)
@@ -111,7 +112,7 @@ def count_flops(predictor: Predictor, rgb: np.ndarray) -> dict[str, int]:
             boxes, _ = model.roi_heads.detect(features, proposals, sizes)[0]
         flops["box head"] = counter.get_total_flops()
         with FlopCounterMode(display=False) as counter:
-            model.roi_heads.densepose(features, [boxes])
+            model.roi_heads.densepose(features, [boxes], torch.bfloat16 if predictor.precision == "bf16" else None)
         flops["DensePose head"] = counter.get_total_flops()
     flops["preprocess"] = flops["post-processing"] = 0
     return flops

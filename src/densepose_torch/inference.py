@@ -59,7 +59,6 @@ class Predictor:
         if precision == "bf16" and not _bf16_supported(device):
             raise DensePoseError(f"bf16 is not supported on this {device.type} (it needs AVX512-BF16/AMX or a recent GPU); use fp32")
         self.model = model.to(device).eval()
-        self.model.roi_heads.densepose_dtype = torch.bfloat16 if precision == "bf16" else None
         self.device = device
         self.precision: Precision = precision
         self.config = model.config
@@ -121,7 +120,7 @@ class Predictor:
             member_boxes = None
             if boxes is not None:
                 member_boxes = [self._boxes_to_input(boxes[i], arrays[i].shape[:2], inputs[i].shape[-2:]) for i in members]
-            raw = self.model([inputs[i] for i in members], member_boxes)
+            raw = self.model([inputs[i] for i in members], member_boxes, torch.bfloat16 if self.precision == "bf16" else None)
             for i, detections in zip(members, raw):
                 original = arrays[i].shape[:2]
                 rescaled = rescale_detections(detections, tuple(inputs[i].shape[-2:]), original)

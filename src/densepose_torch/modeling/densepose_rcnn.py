@@ -61,10 +61,13 @@ class DensePoseRCNN(nn.Module):
             batch[i, :, : sizes[i][0], : sizes[i][1]] = image - self.pixel_mean
         return batch, sizes
 
-    def forward(self, images: list[torch.Tensor], boxes: list[torch.Tensor] | None = None) -> list[RawDetections]:
+    def forward(
+        self, images: list[torch.Tensor], boxes: list[torch.Tensor] | None = None, densepose_dtype: torch.dtype | None = None
+    ) -> list[RawDetections]:
         """Detect people and predict their charts on (3, H, W) float BGR 0..255 images.
         With `boxes` (one (Ni, 4) tensor per image, input-image pixels), skip detection and run
-        the DensePose branch on those boxes; their scores are reported as 1."""
+        the DensePose branch on those boxes; their scores are reported as 1. `densepose_dtype`
+        runs the DensePose branch in lower precision (the detector always runs in float32)."""
         batch, sizes = self.batch_images([im.to(self.device, torch.float32) for im in images])
         features = self.backbone(batch)
         if boxes is None:
@@ -75,7 +78,7 @@ class DensePoseRCNN(nn.Module):
         det_boxes = [b for b, _ in detections]
         counts = [len(b) for b in det_boxes]
         if sum(counts):
-            outputs = self.roi_heads.densepose(features, det_boxes)
+            outputs = self.roi_heads.densepose(features, det_boxes, densepose_dtype)
         else:
             outputs = {}
         results = []

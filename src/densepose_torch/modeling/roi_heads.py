@@ -59,9 +59,6 @@ class DensePoseROIHeads(nn.Module):
         else:
             self.densepose_head = V1ConvXHead(channels, config.head_channels, config.head_convs)
         self.densepose_predictor = ChartPredictor(config, config.head_channels)
-        # Lower precision for the DensePose branch only (e.g. torch.bfloat16): the detector stays
-        # exact, the branch that does almost all the arithmetic runs faster. None = float32.
-        self.densepose_dtype: torch.dtype | None = None
 
     def detect(
         self, features: list[torch.Tensor], proposals: list[torch.Tensor], image_sizes: list[tuple[int, int]]
@@ -100,12 +97,16 @@ class DensePoseROIHeads(nn.Module):
             return multilevel_roi_align([merged], boxes, resolution, [ROI_SCALES[0]], DENSEPOSE_POOLER_SAMPLING_RATIO, False)
         return multilevel_roi_align(features[:4], boxes, resolution, list(ROI_SCALES), DENSEPOSE_POOLER_SAMPLING_RATIO, False)
 
-    def densepose(self, features: list[torch.Tensor], boxes: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Raw chart outputs (R, C, S, S) of all boxes of the batch, in one head call."""
-        if self.densepose_dtype is None:
+    def densepose(
+        self, features: list[torch.Tensor], boxes: list[torch.Tensor], dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Raw chart outputs (R, C, S, S) of all boxes of the batch, in one head call. `dtype`
+        (e.g. torch.bfloat16) runs this branch, which does almost all the arithmetic once several
+        people are found, in lower precision; outputs are float32 either way."""
+        if dtype is None:
             precision = contextlib.nullcontext()
         else:
-            precision = torch.autocast(device_type=features[0].device.type, dtype=self.densepose_dtype)
+            precision = torch.autocast(device_type=features[0].device.type, dtype=dtype)
         with precision:
             pooled = self.pool_densepose_features(features, boxes)
             outputs = self.densepose_predictor(self.densepose_head(pooled))
