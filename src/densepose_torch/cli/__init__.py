@@ -10,6 +10,7 @@ from ..errors import DensePoseError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import compare as compare_cmd
     from . import evaluate as evaluate_cmd
     from . import models as models_cmd
     from . import predict as predict_cmd
@@ -18,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="densepose", description="Dense human pose estimation (DensePose) in plain PyTorch.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in (predict_cmd, models_cmd, synth_cmd, evaluate_cmd):
+    for module in (predict_cmd, models_cmd, synth_cmd, evaluate_cmd, compare_cmd):
         module.add_parser(subparsers)
     return parser
 

@@ -41,8 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(sortable table, speed-versus-quality plot, agreement heat-map, picture grid) with CSV and JSON.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--models", nargs="+", required=True, metavar="all|NAME,NAME|PATH",
-                        help="all, default, zoo names and checkpoint paths (comma lists or separate arguments)")
+    parser.add_argument("--models", nargs="+", required=True, metavar="MODELS",
+                        help="all, default, zoo names and checkpoint paths, as comma lists or separate arguments")
     parser.add_argument("--images", required=True, type=Path, metavar="DIR", help="folder of images (sorted by name)")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="REPORT_DIR", help="folder for the report and its cache")
     parser.add_argument("--gt", type=Path, metavar="ANN.json",
@@ -52,11 +52,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "synthetic or none")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="fp32 reproduces detectron2; bf16 is faster")
-    parser.add_argument("--batch-size", type=_positive, default=4, help="images per model call (default 4)")
+    parser.add_argument("--batch-size", type=_positive, metavar="N",
+                        help="images per model call (default: 1 on the CPU, 4 on CUDA); latency is then a batch's time per image")
     parser.add_argument("--limit", type=_positive, metavar="N", help="only the first N images")
     parser.add_argument("--render", choices=tuple(PRESETS), default="viton", metavar="PRESET",
                         help=f"picture preset of the grid: {', '.join(PRESETS)} (default viton)")
-    parser.add_argument("--min-score", type=float, default=0.8,
+    parser.add_argument("--min-score", type=float, default=0.8, metavar="S",
                         help="detections kept for pictures, agreement and detections/image (default 0.8, as predict); "
                              "AP is computed on every detection")
     parser.set_defaults(handler=run)

@@ -13,13 +13,13 @@ Modules: models (which models, loading), inputs (which images), runner (running 
 agreement (pairwise part-map mIoU), summary (the table's figures), report (HTML, CSV, JSON,
 thumbnails; report.html is the page template), comparison (all of it in order).
 """
-from .comparison import Comparison, CompareConfig, compare, evaluate_run
+from .comparison import CompareConfig, Comparison, compare, evaluate_run
 from .models import ModelSpec, resolve_models
 from .runner import ModelRun, RunSettings, run_models
 
 __all__ = [
-    "Comparison",
     "CompareConfig",
+    "Comparison",
     "ModelRun",
     "ModelSpec",
     "RunSettings",

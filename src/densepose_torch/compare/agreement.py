@@ -23,12 +23,14 @@ def pairwise_part_counts(part_maps: list[np.ndarray | None]) -> tuple[np.ndarray
     shapes = {part_map.shape for part_map in part_maps if part_map is not None}
     if len(shapes) > 1:
         raise ValueError(f"part maps of different sizes: {sorted(shapes)}")
-    flat = [None if part_map is None else part_map.astype(np.intp).ravel() for part_map in part_maps]
+    flat = [None if part_map is None else part_map.astype(np.int32).ravel() for part_map in part_maps]
     for i in range(count):
         if flat[i] is None:
             continue
+        found = np.bincount(flat[i], minlength=_LABELS)[1:]
+        intersections[i, i] = unions[i, i] = found
         rows = flat[i] * _LABELS
-        for j in range(i, count):
+        for j in range(i + 1, count):
             if flat[j] is None:
                 continue
             # confusion[a, b]: pixels where model i says part a and model j part b.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,14 @@ from .agreement import NUM_PARTS, mean_agreement, mean_iou, pairwise_part_counts
 from .inputs import ImageItem, folder_images, ground_truth_images
 from .models import load_predictor, resolve_models
 from .report import Report, write_report, write_thumbnail
-from .runner import Loader, ModelRun, RunSettings, pair_paths, read_pair_timing, run_models
+from .runner import (
+    Loader,
+    ModelRun,
+    RunSettings,
+    pair_paths,
+    read_pair_timing,
+    run_models,
+)
 from .summary import columns, model_row
 
 
@@ -34,7 +42,7 @@ class CompareConfig:
     surface: str = "official"  # for GPS with ground truth, as `densepose evaluate --surface`
     device: str | None = None  # default: cuda if available, else cpu
     precision: Precision = "fp32"
-    batch_size: int = 4
+    batch_size: int | None = None  # default: 1 on the CPU (where Predictor runs images one by one anyway), 4 on CUDA
     limit: int | None = None
     render: str = "viton"
     min_score: float = 0.8
@@ -132,7 +140,13 @@ def _scan(ran: list[ModelRun], images: list[ImageItem], config: CompareConfig, p
 def _device_name(device: str) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    processor = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            processor = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), processor)
+    except OSError:
+        pass
+    return f"{processor}, {os.cpu_count()} CPUs, torch threads: {torch.get_num_threads()}"
 
 
 def compare(config: CompareConfig, loader: Loader = load_predictor, progress: bool = True) -> Comparison:
@@ -146,7 +160,8 @@ def compare(config: CompareConfig, loader: Loader = load_predictor, progress: bo
         gt, images, surface = _ground_truth(config)
     else:
         images = folder_images(config.images, config.limit, exclude=config.output)
-    settings = RunSettings(device, config.precision, config.batch_size, config.warmup)
+    batch_size = config.batch_size or (4 if torch.device(device).type == "cuda" else 1)
+    settings = RunSettings(device, config.precision, batch_size, config.warmup)
     runs = run_models(specs, images, config.output / "cache", settings, loader, progress)
     ran = [run for run in runs if run.ran]
 
@@ -159,48 +174,57 @@ def compare(config: CompareConfig, loader: Loader = load_predictor, progress: bo
         for run in tqdm(ran, desc="evaluating", unit="model", disable=not progress, leave=False):
             evaluations[run.spec.name] = evaluate_run(run, images, gt, surface)
     scan = _scan(ran, images, config, progress)
+    report = _report(config, runs, images, timings, evaluations, scan, {
+        "images": str(config.images), "ground truth": str(config.ground_truth) if gt is not None else "none",
+        "surface": config.surface if gt is not None else "-", "device": device, "device name": _device_name(device),
+        "precision": config.precision, "batch size": batch_size, "limit": config.limit or "none",
+        "render": config.render, "min score": config.min_score, "torch": torch.__version__,
+        "densepose-torch": __version__, "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    return Comparison(write_report(config.output, report), runs, report.rows)
+
+
+def _report(
+    config: CompareConfig, runs: list[ModelRun], images: list[ImageItem], timings: dict[str, list[dict]],
+    evaluations: dict[str, dict], scan: _Scan, settings: dict[str, Any],
+) -> Report:
+    ran = [run for run in runs if run.ran]
+    with_ground_truth = config.ground_truth is not None
     means = mean_agreement(scan.agreement)
     mean_of = dict(zip((run.spec.name for run in ran), means))
-
-    table = columns(gt is not None)
+    table = columns(with_ground_truth)
     rows = []
     for run in runs:
         seconds = [record["seconds"] for record in timings.get(run.spec.name, [])]
         rows.append(model_row(run, seconds, scan.detections.get(run.spec.name, []), evaluations.get(run.spec.name),
                               mean_of.get(run.spec.name), table))
-    quality_key, quality_label = ("gpsm_ap", "GPSm AP on the ground truth") if gt is not None else (
-        "mean_agreement", "mean agreement with the other models")
+    if with_ground_truth:
+        quality_key, quality_label, quality_limits = "gpsm_ap", "GPSm AP on the ground truth", (0.0, 100.0)
+    else:
+        quality_key, quality_label, quality_limits = "mean_agreement", "mean agreement with the other models", (0.0, 1.0)
     points = [(row["model"], row["images_per_s"], row[quality_key]) for row in rows
               if row["images_per_s"] is not None and row[quality_key] is not None]
 
     computed = sum(run.computed for run in runs)
     skipped = len(runs) - len(ran)
     lead = (f"{len(ran)} of {len(runs)} models ran on {len(images)} images of {config.images}"
-            f"{f' against {config.ground_truth}' if gt is not None else ''}, on {device} ({config.precision})"
+            f"{f' against {config.ground_truth}' if with_ground_truth else ''}, on {settings['device']} ({config.precision})"
             f"{f'; {skipped} skipped (see their status)' if skipped else ''}. "
-            f"{computed} of {len(ran) * len(images)} results were computed by the latest run, the others came from its cache.")
-    report_settings = {
-        "images": str(config.images), "ground truth": str(config.ground_truth) if gt is not None else "none",
-        "surface": config.surface if gt is not None else "-", "device": device, "device name": _device_name(device),
-        "precision": config.precision, "batch size": config.batch_size, "limit": config.limit or "none",
-        "render": config.render, "min score": config.min_score, "torch": torch.__version__,
-        "densepose-torch": __version__, "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    extra = {
+            f"{computed} of {len(ran) * len(images)} results were computed by the latest run, the others came from the cache.")
+    extra: dict[str, Any] = {
         "per_image": {
-            name: {"latency_ms": [round(record["seconds"] * 1000, 2) for record in timings[name]],
-                   "detections": scan.detections[name]}
-            for name in timings
+            name: {"latency_ms": [round(record["seconds"] * 1000, 2) for record in records], "detections": scan.detections[name]}
+            for name, records in timings.items()
         },
         "memory": {run.spec.name: run.memory_kind for run in ran},
         "cache": {run.spec.name: str(run.folder.relative_to(config.output)) for run in runs},
     }
     if evaluations:
         extra["evaluation"] = evaluations
-    report = Report(
+    names = [run.spec.name for run in ran]
+    return Report(
         title="DensePose model comparison", lead=lead, table=table, rows=rows, plot_points=points,
-        quality_label=quality_label, agreement_models=[run.spec.name for run in ran], agreement=scan.agreement,
-        images=[image.name for image in images], image_thumbnails=scan.image_thumbnails,
-        grid_models=[run.spec.name for run in ran], grid=scan.grid, settings=report_settings, extra=extra,
+        quality_label=quality_label, quality_limits=quality_limits, agreement_models=names, agreement=scan.agreement,
+        agreement_means=means, images=[image.name for image in images], image_thumbnails=scan.image_thumbnails,
+        grid_models=names, grid=scan.grid, settings=settings, extra=extra,
     )
-    return Comparison(write_report(config.output, report, means), runs, rows)

@@ -65,4 +65,6 @@ def ground_truth_images(dataset: dict, folder: Path, limit: int | None) -> list[
         if path is None:
             raise DensePoseError(f"image {image['id']!r} ({name or 'no file_name'}) of the ground truth is not in {folder}")
         items.append(ImageItem(_key(name), path, name, image["id"]))
+    if not items:
+        raise DensePoseError("the ground truth lists no images")
     return _checked(items)

@@ -20,13 +20,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import DensePoseError
-from ..io.atomic import atomic_path, atomic_write
+from ..io.atomic import atomic_write
+from ..io.images import write_picture
 from .summary import Column, cell_text
 
 REPORT_FORMAT = "densepose-compare/1"
 THUMBNAIL_HEIGHT = 160
-THUMBNAIL_QUALITY = 85
 # Viridis at five stops: perceptually even, readable in grey, no red/green contrast.
 _VIRIDIS = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], np.float64)
 
@@ -41,8 +40,10 @@ class Report:
     rows: list[dict[str, Any]]
     plot_points: list[tuple[str, float, float]]  # (model, images/s, quality)
     quality_label: str
+    quality_limits: tuple[float, float]  # the quality's possible range (AP: 0..100, agreement: 0..1)
     agreement_models: list[str]
     agreement: list[list[float | None]]
+    agreement_means: list[float | None]  # each model's mean agreement with the others
     images: list[str]  # image names, the grid's rows
     image_thumbnails: list[str]  # relative paths
     grid_models: list[str]  # the grid's columns
@@ -52,20 +53,17 @@ class Report:
 
 
 def write_thumbnail(path: Path, rgb: np.ndarray, height: int = THUMBNAIL_HEIGHT) -> None:
-    """A JPEG of the picture scaled to `height` pixels high, written atomically."""
+    """The picture scaled to `height` pixels high, written atomically (JPEG by the extension)."""
     scale = height / rgb.shape[0]
     size = (max(1, round(rgb.shape[1] * scale)), height)
-    small = cv2.resize(np.ascontiguousarray(rgb[:, :, ::-1]), size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    with atomic_path(path) as temporary:
-        if not cv2.imwrite(str(temporary), small, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY]):
-            raise DensePoseError(f"OpenCV could not write {path}")
+    write_picture(path, cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR))
 
 
 def _colour(value: float) -> tuple[int, int, int]:
     position = min(max(value, 0.0), 1.0) * (len(_VIRIDIS) - 1)
     low = min(int(position), len(_VIRIDIS) - 2)
     mixed = _VIRIDIS[low] + (position - low) * (_VIRIDIS[low + 1] - _VIRIDIS[low])
-    return tuple(int(round(c)) for c in mixed)
+    return tuple(round(float(c)) for c in mixed)
 
 
 def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -75,25 +73,28 @@ def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     first = math.floor(low / step) * step
-    return [first + k * step for k in range(int(math.ceil((high - first) / step + 1e-9)) + 1)]
+    intervals = max(1, math.ceil((high - first) / step - 1e-9))
+    return [first + k * step for k in range(intervals + 1)]
 
 
-def _range(values: list[float]) -> tuple[float, float]:
+def _range(values: list[float], limits: tuple[float, float]) -> tuple[float, float]:
+    """The values' span with a margin, kept within the quantity's possible `limits`."""
     low, high = min(values), max(values)
-    if high - low < 1e-9:
-        pad = abs(high) * 0.1 or 1.0
-        return low - pad, high + pad
-    pad = (high - low) * 0.08
-    return low - pad, high + pad
+    if high - low > 1e-9:
+        pad = (high - low) * 0.08
+    else:  # a single value: a margin of 10 % of it (or of the possible range, around zero)
+        pad = abs(high) * 0.1 or (0.1 * (limits[1] - limits[0]) if math.isfinite(limits[1] - limits[0]) else 1.0)
+    return max(low - pad, limits[0]), min(high + pad, limits[1])
 
 
-def speed_quality_svg(points: list[tuple[str, float, float]], x_label: str, y_label: str) -> str:
-    """A scatter plot (inline SVG): one labelled dot per model."""
+def speed_quality_svg(points: list[tuple[str, float, float]], x_label: str, y_label: str, y_limits: tuple[float, float]) -> str:
+    """A scatter plot (inline SVG): one labelled dot per model; x (a speed) is at least 0, y lies
+    within `y_limits`."""
     if not points:
         return "<p><em>No model has both a speed and a quality figure.</em></p>"
     width, height, left, right, top, bottom = 760, 420, 64, 150, 16, 48
-    x_ticks = _nice_ticks(*_range([p[1] for p in points]))
-    y_ticks = _nice_ticks(*_range([p[2] for p in points]))
+    x_ticks = _nice_ticks(*_range([p[1] for p in points], (0.0, math.inf)))
+    y_ticks = _nice_ticks(*_range([p[2] for p in points], y_limits))
     x0, x1, y0, y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
 
     def px(value: float) -> float:
@@ -102,8 +103,8 @@ def speed_quality_svg(points: list[tuple[str, float, float]], x_label: str, y_la
     def py(value: float) -> float:
         return height - bottom - (value - y0) / (y1 - y0) * (height - top - bottom)
 
-    parts = [f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="{html.escape(y_label)} versus {html.escape(x_label)}">']
+    parts = [(f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+              f'aria-label="{html.escape(y_label)} versus {html.escape(x_label)}">')]
     for tick in x_ticks:
         parts.append(f'<line class="grid" x1="{px(tick):.1f}" y1="{top}" x2="{px(tick):.1f}" y2="{height - bottom}"/>')
         parts.append(f'<text x="{px(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">{tick:g}</text>')
@@ -114,11 +115,21 @@ def speed_quality_svg(points: list[tuple[str, float, float]], x_label: str, y_la
     parts.append(f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}"/>')
     parts.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 10}" text-anchor="middle">{html.escape(x_label)}</text>')
     parts.append(f'<text transform="translate(16 {(top + height - bottom) / 2:.1f}) rotate(-90)" text-anchor="middle">{html.escape(y_label)}</text>')
-    for name, speed, quality in points:
+    placed: list[tuple[float, float, float]] = []  # labels drawn so far: (left, right, baseline)
+    dots = []
+    for name, speed, quality in sorted(points, key=lambda point: -point[2]):
         label = html.escape(name)
-        parts.append(f'<g><title>{label}: {speed:g} images/s, {html.escape(y_label)} {quality:g}</title>'
-                     f'<circle cx="{px(speed):.1f}" cy="{py(quality):.1f}" r="5"/>'
-                     f'<text x="{px(speed) + 7:.1f}" y="{py(quality) + 4:.1f}">{label}</text></g>')
+        x, y = px(speed), py(quality)
+        text_left, text_right, baseline = x + 7, x + 7 + 6.5 * len(name), y + 4
+        # Models with close figures would print their names on top of each other: move a name
+        # down a line until it overlaps none drawn before.
+        while any(left < text_right and text_left < right and abs(baseline - other) < 12 for left, right, other in placed):
+            baseline += 12
+        placed.append((text_left, text_right, baseline))
+        parts.append(f'<text class="label" x="{text_left:.1f}" y="{baseline:.1f}">{label}</text>')
+        dots.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5"><title>{label}: {speed:g} images/s, '
+                    f'{html.escape(y_label)} {quality:g}</title></circle>')
+    parts += dots  # on top of the names, so that no dot is hidden
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -162,7 +173,7 @@ def agreement_summary(models: list[str], matrix: list[list[float | None]], means
 
 def table_html(table: list[Column], rows: list[dict[str, Any]]) -> str:
     head = "".join(f'<th title="{html.escape(column.help)}">{html.escape(column.label)}</th>' for column in table)
-    lines = [f'<table class="models sortable" id="models"><thead><tr>{head}</tr></thead><tbody>']
+    lines = [f'<div class="scroll"><table class="models sortable" id="models"><thead><tr>{head}</tr></thead><tbody>']
     for row in rows:
         skipped = str(row.get("status", "")).startswith("skipped")
         cells = []
@@ -172,7 +183,7 @@ def table_html(table: list[Column], rows: list[dict[str, Any]]) -> str:
             title = f' title="{html.escape(text)}"' if column.key in ("status", "source") else ""
             cells.append(f'<td class="{kind}" data-value="{html.escape(text)}"{title}>{html.escape(text) or "-"}</td>')
         lines.append(f'<tr class="{"skipped" if skipped else "ran"}">' + "".join(cells) + "</tr>")
-    lines.append("</tbody></table>")
+    lines.append("</tbody></table></div>")
     return "\n".join(lines)
 
 
@@ -180,8 +191,8 @@ def grid_html(report: Report) -> str:
     head = '<th class="image">image</th>' + "".join(f"<th>{html.escape(name)}</th>" for name in report.grid_models)
     lines = [f'<table class="pictures-grid"><thead><tr>{head}</tr></thead><tbody>']
     for name, thumbnail, row in zip(report.images, report.image_thumbnails, report.grid):
-        cells = [f'<td class="image"><img src="{html.escape(thumbnail)}" alt="{html.escape(name)}" loading="lazy">'
-                 f'<div class="caption" title="{html.escape(name)}">{html.escape(name)}</div></td>']
+        cells = [(f'<td class="image"><img src="{html.escape(thumbnail)}" alt="{html.escape(name)}" loading="lazy">'
+                  f'<div class="caption" title="{html.escape(name)}">{html.escape(name)}</div></td>')]
         for model, (path, caption) in zip(report.grid_models, row):
             alt = html.escape(f"{model} on {name}")
             cells.append(f'<td><img src="{html.escape(path)}" alt="{alt}" title="{alt}: {html.escape(caption)}" loading="lazy">'
@@ -196,15 +207,15 @@ def settings_html(settings: dict[str, Any]) -> str:
     return f'<dl class="settings">{items}</dl>'
 
 
-def render_html(report: Report, means: list[float | None]) -> str:
+def render_html(report: Report) -> str:
     template = Template(resources.files(__package__).joinpath("report.html").read_text(encoding="utf-8"))
     return template.substitute(
         title=html.escape(report.title),
         lead=html.escape(report.lead),
         table=table_html(report.table, report.rows),
         plot_note=html.escape(f"Images per second (x) against {report.quality_label} (y); hover a dot for its figures."),
-        plot=speed_quality_svg(report.plot_points, "images/s", report.quality_label),
-        agreement_summary=agreement_summary(report.agreement_models, report.agreement, means),
+        plot=speed_quality_svg(report.plot_points, "images/s", report.quality_label, report.quality_limits),
+        agreement_summary=agreement_summary(report.agreement_models, report.agreement, report.agreement_means),
         heatmap=heatmap_html(report.agreement_models, report.agreement),
         grid_note=html.escape(f"One row per image, one column per model that ran: the {report.settings.get('render')} "
                               "preset at the minimum score; captions give the number of detections."),
@@ -223,7 +234,7 @@ def csv_text(table: list[Column], rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def write_report(folder: Path, report: Report, means: list[float | None]) -> Path:
+def write_report(folder: Path, report: Report) -> Path:
     """Write index.html, results.csv and results.json into `folder`; returns index.html's path."""
     payload = {
         "format": REPORT_FORMAT,
@@ -240,5 +251,5 @@ def write_report(folder: Path, report: Report, means: list[float | None]) -> Pat
         handle.write(csv_text(report.table, report.rows).encode("utf-8"))
     index = folder / "index.html"
     with atomic_write(index, "wb") as handle:
-        handle.write(render_html(report, means).encode("utf-8"))
+        handle.write(render_html(report).encode("utf-8"))
     return index

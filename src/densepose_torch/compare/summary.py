@@ -2,6 +2,7 @@
 agreement, as table rows whose rounded values every output (HTML, CSV, JSON) shows alike."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,12 @@ def cell_text(value: Any, column: Column) -> str:
     return f"{value:.{column.decimals}f}"
 
 
+def _shown_path(path: str) -> str:
+    """A checkpoint path relative to the working folder when it lies inside it, else absolute."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def model_row(
     run: ModelRun, seconds: list[float], detections: list[int], metrics: dict | None, agreement: float | None,
     table: list[Column],
@@ -82,7 +89,7 @@ def model_row(
     zoo = run.spec.zoo
     values: dict[str, Any] = {
         "model": run.spec.name,
-        "source": run.spec.source if run.spec.kind == "path" else run.spec.kind,
+        "source": _shown_path(run.spec.source) if run.spec.kind == "path" else run.spec.kind,
         "status": "ran" if run.ran else f"skipped: {run.skip_reason}",
         "load_s": run.load_seconds,
         "peak_memory_mb": run.peak_memory_mb,
