@@ -1,6 +1,7 @@
 """DensePose over HTTP: `densepose serve` (FastAPI + uvicorn).
 
-    from densepose_torch.service import ServiceSettings, create_app
+    from densepose_torch.service.app import create_app
+    from densepose_torch.service.settings import ServiceSettings
     app = create_app(ServiceSettings(), load_predictor)   # any ASGI server can run it
 
 Modules: `settings` (limits and defaults), `app` (routes, readiness, error replies), `batching`
@@ -8,9 +9,6 @@ Modules: `settings` (limits and defaults), `app` (routes, readiness, error repli
 `uploads` (reading bodies and decoding images within limits), `replies` (JSON, IUV PNG, npz and
 render bodies), `legacy` (the path-based `POST /densepose` of the project this started from),
 `metrics` (Prometheus text), `server` (uvicorn settings), `static/index.html` (the web page).
-FastAPI and uvicorn come with the `serve` extra: `pip install 'densepose-torch[serve]'`.
+FastAPI and uvicorn come with the `serve` extra: `pip install 'densepose-torch[serve]'`; this
+package file imports neither, so `densepose` sub-commands work without them.
 """
-from .app import create_app
-from .settings import ServiceSettings
-
-__all__ = ["ServiceSettings", "create_app"]

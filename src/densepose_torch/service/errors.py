@@ -6,12 +6,16 @@ from __future__ import annotations
 class ServiceError(Exception):
     """A request the service refuses or cannot serve, with the status to answer."""
 
-    def __init__(self, status: int, message: str, retry_after_s: int | None = None):
+    def __init__(self, status: int, message: str, retry_after_s: int | None = None, close_connection: bool = False):
         super().__init__(message)
         self.status = status
         self.message = message
         self.retry_after_s = retry_after_s
+        # For answers sent before the request body was read to its end: the connection cannot
+        # carry another request, so it is closed now rather than after the keep-alive timeout.
+        self.close_connection = close_connection
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)} if self.retry_after_s is not None else {}
+        headers = {"Retry-After": str(self.retry_after_s)} if self.retry_after_s is not None else {}
+        return headers | ({"Connection": "close"} if self.close_connection else {})

@@ -16,7 +16,7 @@ from pathlib import Path, PurePath
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ..cli.predict import write_picture
+from ..io.images import write_picture
 from ..render import top_person, viton
 from ..results import DensePoseResult
 from .errors import ServiceError
@@ -80,5 +80,15 @@ def legacy_render(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
     return viton(image, top_person(result.above(DEFAULT_MIN_SCORE)))
 
 
-def write_legacy_render(path: Path, image: np.ndarray, result: DensePoseResult) -> None:
-    write_picture(path, legacy_render(image, result))
+def read_photo(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ServiceError(404, f"cannot read photo {path.name}: {error.strerror or error}") from None
+
+
+def write_legacy_render(path: Path, reply_path: str, image: np.ndarray, result: DensePoseResult) -> None:
+    try:
+        write_picture(path, legacy_render(image, result))
+    except OSError as error:
+        raise ServiceError(500, f"cannot write {reply_path}: {error.strerror or error}") from None

@@ -29,9 +29,9 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ServiceError(400, f"invalid Content-Length {declared!r}")
+            raise ServiceError(400, f"invalid Content-Length {declared!r}", close_connection=True)
         if int(declared) > max_bytes:
-            raise ServiceError(413, f"the upload is {int(declared)} bytes, over the limit of {max_bytes} bytes")
+            raise ServiceError(413, f"the upload is {int(declared)} bytes, over the limit of {max_bytes} bytes", close_connection=True)
     chunks: list[bytes] = []
     size = 0
 
@@ -40,15 +40,15 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_bytes:
-                raise ServiceError(413, f"the upload is over the limit of {max_bytes} bytes")
+                raise ServiceError(413, f"the upload is over the limit of {max_bytes} bytes", close_connection=True)
             chunks.append(chunk)
 
     try:
         await asyncio.wait_for(collect(), timeout_s)
     except asyncio.TimeoutError:
-        raise ServiceError(408, f"the request body did not arrive within {timeout_s:g} s") from None
+        raise ServiceError(408, f"the request body did not arrive within {timeout_s:g} s", close_connection=True) from None
     except ClientDisconnect:
-        raise ServiceError(400, "the client disconnected during the upload") from None
+        raise ServiceError(400, "the client disconnected during the upload", close_connection=True) from None
     return b"".join(chunks)
 
 

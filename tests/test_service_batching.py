@@ -1,0 +1,147 @@
+"""The service's batching queue on its own, with a stand-in model (a function of the images)."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from densepose_torch.errors import DensePoseError
+from densepose_torch.service.batching import BatchQueue
+from densepose_torch.service.errors import ServiceError
+
+WAIT_S = 10
+
+
+class Model:
+    """Answers each image with its first pixel value; holds calls while `hold` is clear; images
+    whose first pixel is 13 make the whole call fail."""
+
+    def __init__(self):
+        self.hold = threading.Event()
+        self.hold.set()
+        self.calls: list[list[int]] = []
+        self.started = threading.Event()
+
+    def __call__(self, images):
+        values = [int(image.flat[0]) for image in images]
+        self.started.set()
+        assert self.hold.wait(WAIT_S)
+        self.calls.append(values)
+        if 13 in values:
+            raise DensePoseError("unlucky image")
+        return [f"result {value}" for value in values]
+
+
+def image(value: int) -> np.ndarray:
+    return np.full((2, 2, 3), value, np.uint8)
+
+
+@pytest.fixture
+def model():
+    return Model()
+
+
+def running(model, **options) -> BatchQueue:
+    settings = {"capacity": 8, "max_batch": 4, "window_s": 0.05} | options
+    queue = BatchQueue(model, **settings)
+    queue.start()
+    return queue
+
+
+def test_images_waiting_together_share_a_model_call(model):
+    queue = running(model)
+    model.hold.clear()
+    first = queue.submit(image(0))
+    assert model.started.wait(WAIT_S)
+    rest = [queue.submit(image(value)) for value in range(1, 7)]
+    assert queue.depth == 7
+    model.hold.set()
+    assert [job.future.result(WAIT_S) for job in [first, *rest]] == [f"result {value}" for value in range(7)]
+    queue.stop()
+    assert model.calls == [[0], [1, 2, 3, 4], [5, 6]]  # max_batch 4, arrival order kept
+
+
+def test_lone_image_waits_only_the_window(model):
+    queue = running(model, window_s=0.2)
+    started = time.monotonic()
+    assert queue.submit(image(5)).future.result(WAIT_S) == "result 5"
+    assert 0.2 <= time.monotonic() - started < 5
+    queue.stop()
+
+
+def test_a_failing_image_fails_alone(model):
+    queue = running(model)
+    model.hold.clear()
+    blocker = queue.submit(image(1))
+    assert model.started.wait(WAIT_S)
+    jobs = [queue.submit(image(value)) for value in (2, 13, 4)]
+    model.hold.set()
+    assert blocker.future.result(WAIT_S) == "result 1"
+    assert jobs[0].future.result(WAIT_S) == "result 2" and jobs[2].future.result(WAIT_S) == "result 4"
+    with pytest.raises(DensePoseError, match="unlucky"):
+        jobs[1].future.result(WAIT_S)
+    queue.stop()
+    assert model.calls == [[1], [2, 13, 4], [2], [13], [4]]
+
+
+def test_full_queue_refuses_and_withdrawn_jobs_free_their_place(model):
+    queue = running(model, capacity=2, max_batch=1, window_s=0)
+    model.hold.clear()
+    queue.submit(image(1))
+    assert model.started.wait(WAIT_S)
+    waiting = [queue.submit(image(2)), queue.submit(image(3))]
+    with pytest.raises(ServiceError) as refused:
+        queue.submit(image(4))
+    assert refused.value.status == 503 and refused.value.retry_after_s >= 1
+    assert queue.withdraw(waiting[0]) and waiting[0].future.cancelled()
+    replacement = queue.submit(image(5))
+    model.hold.set()
+    assert replacement.future.result(WAIT_S) == "result 5"
+    queue.stop()
+    assert model.calls == [[1], [3], [5]]
+
+
+def test_withdrawing_every_job_during_the_window_keeps_the_worker(model):
+    queue = running(model, window_s=0.5)
+    job = queue.submit(image(1))
+    time.sleep(0.05)  # the worker is now inside the window
+    assert queue.withdraw(job)
+    assert queue.submit(image(2)).future.result(WAIT_S) == "result 2"
+    queue.stop()
+    assert model.calls == [[2]]
+
+
+def test_predict_times_out_only_while_waiting(model):
+    queue = running(model, max_batch=1, window_s=0)
+    model.hold.clear()
+
+    async def scenario():
+        in_model = asyncio.ensure_future(queue.predict(image(1), timeout_s=0.1))
+        while not model.started.is_set():
+            await asyncio.sleep(0.01)
+        with pytest.raises(ServiceError, match="no model time within 0.1 s"):
+            await queue.predict(image(2), timeout_s=0.1)
+        await asyncio.sleep(0.2)  # past its own timeout, but already in the model
+        model.hold.set()
+        return await in_model
+
+    assert asyncio.run(scenario()) == "result 1"
+    queue.stop()
+    assert model.calls == [[1]]
+
+
+def test_stop_fails_the_waiting_jobs(model):
+    queue = running(model, max_batch=1, window_s=0)
+    model.hold.clear()
+    queue.submit(image(1))
+    assert model.started.wait(WAIT_S)
+    waiting = queue.submit(image(2))
+    threading.Timer(0.1, model.hold.set).start()
+    queue.stop()
+    with pytest.raises(ServiceError, match="shutting down"):
+        waiting.future.result(WAIT_S)
+    with pytest.raises(ServiceError, match="shutting down"):
+        queue.submit(image(3))
