@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .arguments import positive
+
 EXAMPLES = """\
 examples:
   densepose compare --models all --images photos/ -o report/
@@ -20,16 +22,6 @@ REPORT_DIR/index.html opens offline in any browser; results.csv and results.json
 figures; REPORT_DIR/cache keeps every (model, image) result, so running the same command again
 resumes an interrupted comparison and only redraws the report.
 """
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -52,9 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "synthetic or none")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="fp32 reproduces detectron2; bf16 is faster")
-    parser.add_argument("--batch-size", type=_positive, metavar="N",
+    parser.add_argument("--batch-size", type=positive(int), metavar="N",
                         help="images per model call (default: 1 on the CPU, 4 on CUDA); latency is then a batch's time per image")
-    parser.add_argument("--limit", type=_positive, metavar="N", help="only the first N images")
+    parser.add_argument("--limit", type=positive(int), metavar="N", help="only the first N images")
     parser.add_argument("--render", choices=tuple(PRESETS), default="viton", metavar="PRESET",
                         help=f"picture preset of the grid: {', '.join(PRESETS)} (default viton)")
     parser.add_argument("--min-score", type=float, default=0.8, metavar="S",

@@ -20,9 +20,24 @@ from ..io.images import read_image, write_picture
 from ..io.inputs import InputItem, expand_inputs
 from ..io.iuv_png import write_inds_png, write_iuv_png
 from ..io.npz import write_npz
-from ..io.video import VideoEncoder, choose_encoder, probe_video, read_frames, video_writer
-from ..render import PRESETS, Render, dp_iuv_texture, idm_vton_input, idm_vton_output, load_texture_atlas, top_person
+from ..io.video import (
+    VideoEncoder,
+    choose_encoder,
+    probe_video,
+    read_frames,
+    video_writer,
+)
+from ..render import (
+    PRESETS,
+    Render,
+    dp_iuv_texture,
+    idm_vton_input,
+    idm_vton_output,
+    load_texture_atlas,
+    top_person,
+)
 from ..results import DensePoseResult
+from .arguments import positive
 
 ARRAY_OUTPUTS = ("npz", "iuv", "json")
 LAYOUTS = ("folders", "beside", "viton")
@@ -54,16 +69,6 @@ def _names(choices: tuple[str, ...], what: str) -> Callable[[str], list[str]]:
     return parse
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict", help="run DensePose on images, folders, glob patterns and videos",
@@ -80,7 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="comma list of npz, iuv, json (default: npz when no --render is given)")
     parser.add_argument("--render", type=_names(tuple(PRESETS), "preset"), default=[], metavar="LIST",
                         help="comma list of render presets: " + ", ".join(PRESETS))
-    parser.add_argument("--batch-size", type=_positive, default=1, help="images (or frames) per model call (default 1)")
+    parser.add_argument("--batch-size", type=positive(int), default=1, help="images (or frames) per model call (default 1)")
     parser.add_argument("--recursive", action="store_true", help="include sub-folders, keeping them in the output tree")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
     parser.add_argument("--layout", choices=LAYOUTS, default="folders", help="how output files are named (see below)")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import DensePoseError
 from ..service.settings import DEFAULT_MAX_CONNECTIONS, GPU_MAX_BATCH, ServiceSettings
+from .arguments import positive
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -21,19 +22,6 @@ examples:
 The service listens on loopback only unless --host says otherwise; it has no authentication,
 so put it behind a reverse proxy before exposing it. API reference: /docs on the running server.
 """
-
-
-def _positive(kind: type):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
-        return value
-
-    return parse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -52,21 +40,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-root", metavar="DIR", type=Path,
                         help="the only folder POST /densepose may read and write (default: that endpoint is off)")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-upload-mb", type=_positive(float), default=defaults.max_upload_bytes / 2**20,
+    limits.add_argument("--max-upload-mb", type=positive(float), default=defaults.max_upload_bytes / 2**20,
                         help=f"largest request body in MiB (default {defaults.max_upload_bytes / 2**20:g}); larger: 413")
-    limits.add_argument("--max-pixels", type=_positive(int), default=defaults.max_pixels,
+    limits.add_argument("--max-pixels", type=positive(int), default=defaults.max_pixels,
                         help=f"largest image, width x height (default {defaults.max_pixels}); larger: 413, checked before decoding")
-    limits.add_argument("--queue-size", type=_positive(int), default=defaults.queue_size,
+    limits.add_argument("--queue-size", type=positive(int), default=defaults.queue_size,
                         help=f"images waiting for the model (default {defaults.queue_size}); when full: 503 with Retry-After")
-    limits.add_argument("--max-batch", type=_positive(int),
+    limits.add_argument("--max-batch", type=positive(int),
                         help=f"images per model call (default {GPU_MAX_BATCH} on a GPU, 1 on the CPU, where batching adds latency, not speed)")
     limits.add_argument("--batch-window-ms", type=float, default=defaults.batch_window_ms,
                         help=f"how long a request waits for others to batch with (default {defaults.batch_window_ms:g})")
-    limits.add_argument("--request-timeout", type=_positive(float), default=defaults.request_timeout_s, metavar="SECONDS",
+    limits.add_argument("--request-timeout", type=positive(float), default=defaults.request_timeout_s, metavar="SECONDS",
                         help=f"longest wait for the model before 503 (default {defaults.request_timeout_s:g})")
-    limits.add_argument("--read-timeout", type=_positive(float), default=defaults.read_timeout_s, metavar="SECONDS",
+    limits.add_argument("--read-timeout", type=positive(float), default=defaults.read_timeout_s, metavar="SECONDS",
                         help=f"longest time a client may take to send its upload before 408 (default {defaults.read_timeout_s:g})")
-    limits.add_argument("--max-connections", type=_positive(int), default=DEFAULT_MAX_CONNECTIONS,
+    limits.add_argument("--max-connections", type=positive(int), default=DEFAULT_MAX_CONNECTIONS,
                         help=f"open connections before uvicorn answers 503 (default {DEFAULT_MAX_CONNECTIONS})")
     parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
     parser.set_defaults(handler=run)
