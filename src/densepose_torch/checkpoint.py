@@ -9,6 +9,7 @@ fails with the first mismatching keys and shapes.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 import pickle
 import re
@@ -27,6 +28,7 @@ from .modeling import DensePoseRCNN, build_model
 from .zoo import ZooModel, architecture_from_name, get_zoo_model
 
 CHECKPOINT_FORMAT = "densepose-torch/1"
+DEFAULT_MODEL_FILE = "default_model.pth"  # in densepose_torch/assets
 # Buffers some detectron2 versions saved that the architecture does not need.
 _IGNORED_KEYS = re.compile(r"^(pixel_mean|pixel_std)$|anchor_generator\.cell_anchors")
 
@@ -218,11 +220,17 @@ def load_weights(model: DensePoseRCNN, state: dict[str, torch.Tensor], kind: str
     model.load_state_dict(state, strict=True)
 
 
-def save_checkpoint(model: DensePoseRCNN, path: str | os.PathLike, **extra: Any) -> Path:
+def save_checkpoint(model: DensePoseRCNN, path: str | os.PathLike, half: bool = False, **extra: Any) -> Path:
     """Write the weights and architecture so that `load_model(path)` rebuilds the model.
-    `extra` entries (e.g. training state) are stored beside them."""
+    `half` stores convolution and linear weights (the tensors of 2 or more dimensions: nearly
+    all the bytes) as float16, half the file; biases and normalisation statistics stay float32,
+    and loading turns everything back into float32. `extra` entries (e.g. training state) are
+    stored beside them."""
     path = Path(path)
-    payload = {"format": CHECKPOINT_FORMAT, "name": model.name, "config": model.config.to_dict(), "model": model.state_dict(), **extra}
+    state = model.state_dict()
+    if half:
+        state = {k: v.half() if v.is_floating_point() and v.dim() >= 2 else v for k, v in state.items()}
+    payload = {"format": CHECKPOINT_FORMAT, "name": model.name, "config": model.config.to_dict(), "model": state, **extra}
     with atomic_write(path) as handle:
         torch.save(payload, handle)
     return path
@@ -293,8 +301,18 @@ def _caffe2_architecture(state: dict[str, torch.Tensor]) -> ModelConfig:
 
 
 def load_default_model(device: str | torch.device = "cpu") -> DensePoseRCNN:
-    """The small model shipped inside the package (trained on our synthetic data)."""
-    raise DensePoseError(
-        "no embedded default model is bundled yet; pick a zoo model with --model NAME "
-        "(e.g. --model R_50_FPN_s1x; `densepose models` lists all 27) or pass a checkpoint path"
-    )
+    """The small model shipped inside the package (trained on our synthetic data; see
+    configs/default_model.yaml): what `load_model()` and `densepose predict` use by default."""
+    resource = importlib.resources.files("densepose_torch.assets") / DEFAULT_MODEL_FILE
+    if not resource.is_file():
+        raise DensePoseError(
+            f"this installation lacks the embedded default model ({DEFAULT_MODEL_FILE}); pick a zoo model with "
+            "--model NAME (e.g. --model R_50_FPN_s1x; `densepose models` lists all 27) or pass a checkpoint path"
+        )
+    with importlib.resources.as_file(resource) as path:
+        state, config, kind = read_state_dict(path)
+    if config is None:
+        raise DensePoseError(f"the embedded {DEFAULT_MODEL_FILE} does not record its architecture; reinstall the package")
+    model = build_model(config, "default")
+    load_weights(model, state, kind, source=f"the embedded {DEFAULT_MODEL_FILE}")
+    return model.to(device).eval()

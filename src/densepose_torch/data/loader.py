@@ -9,7 +9,7 @@ process with B.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -83,7 +83,9 @@ class TrainingDataset(Dataset):
         position, index = key
         bgr, persons = self.source(index)
         rng = np.random.default_rng(np.random.SeedSequence((self.seed, position, 2)))
-        return map_sample(bgr, persons, self.augmentation, rng)
+        sample = map_sample(bgr, persons, self.augmentation, rng)
+        sample.seed = int(np.random.SeedSequence((self.seed, position, 4)).generate_state(1)[0])
+        return sample
 
 
 class StreamBatchSampler(Sampler):

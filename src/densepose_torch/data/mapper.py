@@ -11,7 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .densepose_coco import DP_MASK_SIZE, PersonAnnotation, decode_coarse_segmentation
-from .transforms import FlipSymmetry, choose_size, flip_boxes, flip_coarse_segmentation, resize_boxes, resize_image
+from .transforms import (
+    FlipSymmetry,
+    choose_size,
+    flip_boxes,
+    flip_coarse_segmentation,
+    resize_boxes,
+    resize_image,
+)
 
 MIN_BOX_SIDE = 1e-5  # detectron2's filter_empty_instances threshold
 
@@ -41,6 +48,7 @@ class TrainingSample:
     image: np.ndarray  # (3, H, W) uint8 BGR, resized (and maybe flipped)
     boxes: np.ndarray  # (G, 4) float32 XYXY in the resized image
     densepose: list[InstanceDensePose | None]  # one per box
+    seed: int = 0  # seeds the training step's random choices for this image (anchor/ROI sampling)
 
 
 def map_sample(bgr: np.ndarray, persons: tuple[PersonAnnotation, ...], augmentation: Augmentation, rng: np.random.Generator) -> TrainingSample:

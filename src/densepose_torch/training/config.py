@@ -76,6 +76,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class SolverConfig:
     ims_per_batch: int = 16  # global batch, split over the processes
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # detectron2: SGD; AdamW for models trained from scratch
     base_lr: float = 0.01
     max_iter: int = 130000
     steps: tuple[int, ...] = (100000, 120000)

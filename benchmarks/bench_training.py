@@ -1,0 +1,74 @@
+"""Training speed: seconds per iteration (forward, backward, SGD step) of a config's model on
+batches of synthetic images, without data loading.
+
+    python benchmarks/bench_training.py                                  # configs/default_model.yaml
+    python benchmarks/bench_training.py configs/R_50_FPN_s1x.yaml --images 2 --size 800 --device cuda
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_training.py --threads 2
+
+Prints the median and best of --iterations timed steps after --warmup untimed ones.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from densepose_torch.data.loader import SyntheticSource, TrainingDataset
+from densepose_torch.data.mapper import Augmentation
+from densepose_torch.data.transforms import FlipSymmetry
+from densepose_torch.training.config import load_train_config
+from densepose_torch.training.model import TrainingModel
+from densepose_torch.training.solver import build_optimizer
+from densepose_torch.training.trainer import build_training_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", default=str(REPO / "configs" / "default_model.yaml"))
+    parser.add_argument("--images", type=int, help="images per iteration (default: the config's solver.ims_per_batch)")
+    parser.add_argument("--size", type=int, help="rendered image side (default: the config's first min_size_train)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=8)
+    args = parser.parse_args()
+
+    config = load_train_config(args.config)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    images = args.images or config.solver.ims_per_batch
+    size = args.size or config.data.min_size_train[0]
+    source = SyntheticSource(size, seed=0, count=images, num_points=100)
+    dataset = TrainingDataset(source, images, Augmentation((size,), 10 * size, True, FlipSymmetry()), seed=0)
+    batch = [dataset[(i, i)] for i in range(images)]
+
+    device = torch.device(args.device)
+    model = build_training_model(config).to(device)
+    network = TrainingModel(model, config.loss)
+    optimizer = build_optimizer(model, config.solver)
+    autocast = config.solver.amp and device.type == "cuda"
+    times = []
+    for step in range(args.warmup + args.iterations):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        began = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.float16, enabled=autocast):
+            total = sum(network(batch).values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= args.warmup:
+            times.append(time.perf_counter() - began)
+    print(f"{Path(args.config).name}: {images} images of {size} px per iteration on {device} "
+          f"({torch.get_num_threads()} threads): median {statistics.median(times):.3f} s/it, best {min(times):.3f} s/it")
+
+
+if __name__ == "__main__":
+    main()
