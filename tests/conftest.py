@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from .shared import shared_path
 
@@ -44,3 +45,22 @@ def golden_checkpoint(tmp_path_factory):
         return made[name]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic_set(tmp_path_factory) -> Path:
+    """A 6-image, 96 px synthetic DensePose-COCO set on disk (about a second to render)."""
+    from densepose_torch.synthetic.dataset import SynthJob, write_dataset
+
+    out = tmp_path_factory.mktemp("tiny_synth")
+    write_dataset(SynthJob(out=out, seed=0, size=96, num_points=60), 6, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Training-sized steps run as fast on one thread, and two spin-wait badly on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -3,11 +3,9 @@ augmentation (boxes, points, masks and image stay consistent), symmetry tables, 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -32,24 +30,7 @@ from densepose_torch.synthetic.parts import (
     uv_symmetry_tables,
 )
 
-
-@pytest.fixture(scope="session")
-def tiny_synthetic_set(tmp_path_factory) -> Path:
-    """A 6-image, 96 px synthetic DensePose-COCO set on disk (about a second to render)."""
-    from densepose_torch.synthetic.dataset import SynthJob, write_dataset
-
-    out = tmp_path_factory.mktemp("tiny_synth")
-    write_dataset(SynthJob(out=out, seed=0, size=96, num_points=60), 6, workers=1, progress=False)
-    return out
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Training-sized steps run as fast on one thread, and two spin-wait badly on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _rle(mask: np.ndarray) -> dict:

@@ -37,28 +37,10 @@ from densepose_torch.training.solver import (
 )
 from densepose_torch.training.trainer import build_training_model, read_metrics, train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"depth": 18, "base_channels": 16, "fpn_channels": 32, "pooler_resolution": 7, "head_channels": 32,
               "head_convs": 2, "box_fc_dim": 64, "min_size_test": 96, "max_size_test": 160}
-
-
-@pytest.fixture(scope="session")
-def tiny_synthetic_set(tmp_path_factory) -> Path:
-    """A 6-image, 96 px synthetic DensePose-COCO set on disk (about a second to render)."""
-    from densepose_torch.synthetic.dataset import SynthJob, write_dataset
-
-    out = tmp_path_factory.mktemp("tiny_synth")
-    write_dataset(SynthJob(out=out, seed=0, size=96, num_points=60), 6, workers=1, progress=False)
-    return out
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Training-sized steps run as fast on one thread, and two spin-wait badly on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_config(dataset: Path, output: Path, **top) -> dict:
