@@ -1,0 +1,43 @@
+"""The embedded default model: shipped inside the package, loaded by load_model() with no
+argument, and it finds synthetic people it never saw. (Its held-out figures are measured with
+`densepose train configs/default_model.yaml --eval-only`, see docs/training.md.)"""
+from __future__ import annotations
+
+import importlib.resources
+
+import pytest
+
+from densepose_torch import DensePoseError, Predictor, load_model
+from densepose_torch import checkpoint as checkpoint_module
+from densepose_torch.synthetic import SceneGenerator
+from densepose_torch.training.config import load_train_config
+
+from .test_training import REPO
+
+
+def test_the_default_model_is_small_and_matches_its_config():
+    asset = importlib.resources.files("densepose_torch.assets") / checkpoint_module.DEFAULT_MODEL_FILE
+    assert asset.is_file() and asset.stat().st_size <= 20 * 1024 * 1024
+    model = load_model()
+    assert model.name == "default" and not model.training
+    assert model.config == load_train_config(REPO / "configs" / "default_model.yaml").model
+
+
+def test_the_default_model_finds_unseen_synthetic_people():
+    # Seed 999 is neither in the training set (seed 0) nor in the held-out set (seed 1).
+    hits = 0
+    for index in range(3):
+        scene = SceneGenerator(256).render((999, index))
+        result = Predictor(load_model())(scene.image).above(0.5)
+        body = scene.instance > 0
+        predicted = result.to_dense().I > 0
+        if body.sum() > 500 and len(result):
+            iou = (body & predicted).sum() / (body | predicted).sum()
+            hits += iou > 0.5  # a random-weight model scores about 0
+    assert hits >= 2
+
+
+def test_a_missing_default_model_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(checkpoint_module, "DEFAULT_MODEL_FILE", "no_such_model.pth")
+    with pytest.raises(DensePoseError, match="--model"):
+        load_model()
