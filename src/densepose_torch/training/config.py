@@ -114,6 +114,8 @@ class LossConfig:
     part_weight: float = 1.0  # fine segmentation ("I"); 0.3 legacy
     point_weight: float = 0.01  # U/V; 0.1 legacy, 0.0005 with UV confidence
     uv_confidence_epsilon: float = 0.01
+    mask_weight: float = 1.0  # cascade mask branch (model.cascade_mask), each stage
+    keypoint_weight: float = 1.0  # cascade keypoint branch (model.cascade_keypoints), each stage
 
 
 @dataclass(frozen=True)
