@@ -18,10 +18,9 @@ from densepose_torch.data.transforms import FlipSymmetry
 from densepose_torch.errors import DensePoseError
 from densepose_torch.modeling import build_model
 from densepose_torch.training import teacher as teacher_module
-from densepose_torch.training.config import TeacherConfig, train_config_from_dict
+from densepose_torch.training.config import LossConfig, TeacherConfig, train_config_from_dict
 from densepose_torch.training.dense_labels import grid_labels, write_dense_labels
 from densepose_torch.training.losses import densepose_losses
-from densepose_torch.training.config import LossConfig
 from densepose_torch.training.teacher import (
     CHARTS,
     TeacherNet,

@@ -130,6 +130,6 @@ def prepare_dense_labels(config: TrainConfig, progress: bool = True) -> tuple[Da
     """Train the teacher (or finish training it), write the dense labels of every training set
     (or finish writing them); returns distilled_train_sets(config)."""
     teacher = load_teacher(train_teacher(config, progress))
-    for annotations, images, folder in _label_folders(config):
-        write_dense_labels(teacher, annotations, images, folder, config.distillation.label_grid, progress)
+    for source, images, folder in _label_folders(config):
+        write_dense_labels(teacher, source, images, folder, config.distillation.label_grid, progress)
     return distilled_train_sets(config)

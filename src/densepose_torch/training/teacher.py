@@ -26,12 +26,16 @@ from ..data.densepose_coco import PersonAnnotation, read_records, training_recor
 from ..data.mapper import person_densepose
 from ..data.transforms import FlipSymmetry, load_flip_symmetry
 from ..errors import DensePoseError
+from ..inference import Predictor
 from ..io.atomic import atomic_write
-from ..io.images import read_image
+from ..io.images import ImageInput, read_image, to_rgb_array
+from ..modeling import DensePoseRCNN
 from ..modeling.densepose_heads import ChartPredictor, Decoder, V1ConvXHead
 from ..modeling.densepose_rcnn import PIXEL_MEAN_BGR
 from ..modeling.fpn import FPN
 from ..modeling.resnet import ResNet
+from ..postprocessing import charts_from_outputs
+from ..results import DensePoseResult
 from .config import LossConfig, SolverConfig, TeacherConfig, TrainConfig
 from .datasets import dataset_files
 from .init import _msra_fill, _xavier_fill, export_model, prepare_backbone
@@ -255,17 +259,11 @@ class TeacherPredictor:
     boxes (and scores), the teacher's charts on their crops. Its foreground is the teacher's
     coarse segmentation, so the teacher must be trained with `segmentation`."""
 
-    def __init__(self, teacher: TeacherNet, detector) -> None:
-        from ..inference import Predictor
-
+    def __init__(self, teacher: TeacherNet, detector: DensePoseRCNN) -> None:
         self.teacher = teacher.eval()
         self.detector = Predictor(detector)
 
-    def __call__(self, image) -> "DensePoseResult":
-        from ..io.images import to_rgb_array
-        from ..postprocessing import charts_from_outputs
-        from ..results import DensePoseResult
-
+    def __call__(self, image: ImageInput) -> DensePoseResult:
         rgb = to_rgb_array(image, "rgb")
         detections = self.detector(rgb)
         boxes = detections.boxes.astype(np.float64)
