@@ -202,6 +202,11 @@ def test_dense_labels_append_teacher_points_inside_the_mask_and_resume(synthetic
     again = write_dense_labels(teacher, synthetic_set / "annotations.json", synthetic_set / "images", out, 16, progress=False)
     assert json.loads(again.read_text()) == labelled
     assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())  # finished images were not redone
+    with pytest.raises(DensePoseError, match="another teacher"):
+        write_dense_labels(teacher, synthetic_set / "annotations.json", synthetic_set / "images", out, 8, progress=False)
+    other = TeacherNet(TeacherConfig(**TINY_TEACHER)).eval()
+    with pytest.raises(DensePoseError, match="another teacher"):
+        write_dense_labels(other, synthetic_set / "annotations.json", synthetic_set / "images", out, 16, progress=False)
 
 
 def test_densepose_train_runs_teacher_labels_and_student_and_evaluates_the_teacher(synthetic_set, tmp_path, monkeypatch):

@@ -5,11 +5,14 @@ points. The result is an ordinary DensePose-COCO file, so the student trains on 
 
     OUT/annotations.json      the training file with the extra points (written last, atomically)
     OUT/labels/NNNNNNN.json   the new point lists of image N (one file per image, atomic)
+    OUT/labeller.json         which teacher weights and lattice wrote them
 
-An interrupted run resumes: images whose file exists are not labelled again.
+An interrupted run resumes: images whose file exists are not labelled again. Labels written by
+other teacher weights or another lattice are never mixed in: that is an error.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -52,6 +55,14 @@ def grid_labels(outputs: dict[str, torch.Tensor], index: int, mask: np.ndarray, 
     }
 
 
+def _weights_digest(teacher: TeacherNet) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(teacher.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def write_dense_labels(
     teacher: TeacherNet, annotations: str | os.PathLike, images: str | os.PathLike, out: str | os.PathLike, grid: int,
     progress: bool = True,
@@ -59,6 +70,16 @@ def write_dense_labels(
     """Label one training set (annotations + image folder) into `out`; returns the new
     annotation file. Done sets are not redone."""
     out = Path(out)
+    stamp = {"teacher": _weights_digest(teacher), "grid": grid, "source": str(Path(annotations).resolve())}
+    stamp_path = out / "labeller.json"
+    if stamp_path.is_file():
+        if json.loads(stamp_path.read_text(encoding="utf-8")) != stamp:
+            raise DensePoseError(f"{out} holds labels of another teacher, lattice or training set; delete it to relabel")
+    elif out.exists() and any(out.iterdir()):
+        raise DensePoseError(f"{out} is not empty and holds no {stamp_path.name}; choose another distillation.output")
+    else:
+        with atomic_write(stamp_path, "w") as handle:
+            json.dump(stamp, handle)
     final = out / "annotations.json"
     if final.is_file():
         return final
