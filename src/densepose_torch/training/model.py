@@ -14,6 +14,7 @@ from torch import nn
 
 from ..data.mapper import TrainingSample
 from ..modeling import DensePoseRCNN
+from ..modeling.cascade import NUM_KEYPOINTS
 from ..modeling.roi_heads import (
     BOX_POOLER_RESOLUTION,
     DENSEPOSE_POOLER_SAMPLING_RATIO,
@@ -117,7 +118,10 @@ class TrainingModel(nn.Module):
             matched_gt.append(image_gt[r.matched[chosen]])
             instances += [sample.densepose[int(g)] for g in r.matched[chosen].tolist()]
             if config.cascade_keypoints:
-                person_keypoints = torch.from_numpy(sample.keypoints).to(r.boxes.device)
+                if sample.keypoints is None:  # a sample made without keypoints: none visible
+                    person_keypoints = torch.zeros((len(sample.densepose), NUM_KEYPOINTS, 3), device=r.boxes.device)
+                else:
+                    person_keypoints = torch.from_numpy(sample.keypoints).to(r.boxes.device)
                 keypoints.append(person_keypoints[r.matched[chosen]])
         if config.decoder:
             pooled = multilevel_roi_align_trainable(
