@@ -3,7 +3,8 @@ row, the wall-clock time of its command, as a markdown table and a bar chart.
 
     python benchmarks/ablation_table.py --runs out/ablation --png docs/images/ablation.png
 
-Each row's figures come from its run: the final "eval" entry of OUTPUT/metrics.jsonl (rows trained
+Each row's figures come from its run (APs in percent as the evaluator reports them, part mIoU
+converted to percent): the final "eval" entry of OUTPUT/metrics.jsonl (rows trained
 by `densepose train`) or OUTPUT/evaluation.json (the fully convolutional row, made by
 `--eval-only --teacher`). Times come from RUNS/times/ROW.txt ("exit-code seconds"), written by
 whoever ran the commands (the table in docs/training.md says how they were run).
@@ -24,6 +25,7 @@ ROWS = (
     ("cascade", "+ keypoint cascade"),
 )
 FIGURES = (("gps", "GPS AP"), ("gpsm", "GPSm AP"), ("part_miou", "part mIoU"), ("box", "box AP"))
+PERCENT = {"part_miou"}  # the evaluator reports APs in percent and the mIoU as a fraction: all in percent here
 COLOURS = ((180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214))  # BGR
 
 
@@ -31,12 +33,25 @@ def row_summary(runs: Path, row: str) -> dict | None:
     folder = runs / row
     evaluation = folder / "evaluation.json"
     if evaluation.is_file():
-        return json.loads(evaluation.read_text())["summary"]
+        return _percent(json.loads(evaluation.read_text())["summary"])
     metrics = folder / "metrics.jsonl"
     if not metrics.is_file():
         return None
     evals = [json.loads(line)["eval"] for line in metrics.read_text().splitlines() if line.strip() and '"eval"' in line]
-    return evals[-1] if evals else None
+    return _percent(evals[-1]) if evals else None
+
+
+def _percent(summary: dict) -> dict:
+    return {k: v * 100 if k in PERCENT and isinstance(v, float) else v for k, v in summary.items()}
+
+
+def step_time(runs: Path, row: str) -> str:
+    """Mean seconds per training iteration of the student (from its metrics log)."""
+    metrics = runs / row / "metrics.jsonl"
+    if not metrics.is_file():
+        return "-"
+    times = [json.loads(line)["time"] for line in metrics.read_text().splitlines() if '"time"' in line]
+    return f"{sum(times) / len(times):.2f} s" if times else "-"
 
 
 def row_time(runs: Path, row: str) -> str:
@@ -79,15 +94,15 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("out/ablation"))
     parser.add_argument("--png", type=Path, help="also draw the figures as a bar chart")
     args = parser.parse_args()
-    lines = ["| row | GPS AP | GPSm AP | part mIoU | box AP | wall time |", "|---|---|---|---|---|---|"]
+    lines = ["| row | GPS AP | GPSm AP | part mIoU (%) | box AP | s / iteration | wall time |", "|---|---|---|---|---|---|---|"]
     drawn = []
     for row, label in ROWS:
         summary = row_summary(args.runs, row)
         if summary is None:
-            lines.append(f"| {label} | not run | | | | {row_time(args.runs, row)} |")
+            lines.append(f"| {label} | not run | | | | | {row_time(args.runs, row)} |")
             continue
-        cells = [f"{summary[k]:.3f}" if isinstance(summary.get(k), float) else "-" for k, _ in FIGURES]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {row_time(args.runs, row)} |")
+        cells = [f"{summary[k]:.2f}" if isinstance(summary.get(k), float) else "-" for k, _ in FIGURES]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {step_time(args.runs, row)} | {row_time(args.runs, row)} |")
         drawn.append((row, summary))
     print("\n".join(lines))
     if args.png and drawn:
