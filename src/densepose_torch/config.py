@@ -31,6 +31,12 @@ class ModelConfig:
     coarse_segm_channels: int = 2  # 15 (background + 14 parts) for legacy
     uv_confidence: UVConfidence | None = None
     segm_confidence: bool = False
+    # Cross-cascading (Güler et al. 2018, §4.3): mask and/or COCO keypoint branches on the same
+    # ROI features; the first-stage outputs of every branch, concatenated with the ROI features,
+    # feed a second stage of every branch, whose DensePose outputs are what inference returns.
+    # Off in every zoo architecture.
+    cascade_mask: bool = False
+    cascade_keypoints: bool = False
     # Box branch. detectron2 pools boxes with ROIAlign (aligned=False, 2 samples per bin) in the
     # 22 human models and ROIAlignV2 (aligned=True, adaptive samples) in the Atop10P family.
     box_pooler_aligned: bool = False
@@ -55,6 +61,10 @@ class ModelConfig:
             raise DensePoseError(f"densepose_head must be 'v1convx' or 'deeplab', not {self.densepose_head!r}")
         if self.uv_confidence not in (None, "iid_iso", "indep_aniso"):
             raise DensePoseError(f"uv_confidence must be None, 'iid_iso' or 'indep_aniso', not {self.uv_confidence!r}")
+
+    @property
+    def cascade(self) -> bool:
+        return self.cascade_mask or self.cascade_keypoints
 
     @property
     def heatmap_size(self) -> int:

@@ -14,6 +14,8 @@ EXAMPLES = """examples:
   densepose train configs/R_50_FPN_s1x.yaml --output out/r50 solver.ims_per_batch=2 solver.base_lr=0.0025
   torchrun --nproc_per_node 8 -m densepose_torch.cli train configs/R_50_FPN_s1x.yaml
   densepose train configs/default_model.yaml --eval-only --model out/default_model/model_final.pth
+  densepose train configs/ablation/distillation.yaml        # teacher, dense labels, then the student
+  densepose train configs/ablation/fully_convolutional.yaml --eval-only --teacher --model out/ablation/region/model_final.pth
 
 overrides: KEY=VALUE with dotted keys into the config, values read as YAML
   (solver.max_iter=500  data.num_workers=0  model.head_convs=4  data.min_size_train=[224,256]).
@@ -27,6 +29,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in the output folder from its last checkpoint")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate --model on the config's held-out set (data.val)")
     parser.add_argument("--model", metavar="PATH", help="with --eval-only: checkpoint to evaluate (default: OUTPUT/model_final.pth)")
+    parser.add_argument("--teacher", action="store_true",
+                        help="with --eval-only: train the config's distillation teacher if needed, then evaluate it as a fully "
+                        "convolutional model on the person boxes that --model detects")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +61,7 @@ def _parse_tail(args: argparse.Namespace) -> argparse.Namespace:
             setattr(parsed, name, getattr(args, name))
     parsed.resume = parsed.resume or args.resume
     parsed.eval_only = parsed.eval_only or args.eval_only
+    parsed.teacher = parsed.teacher or args.teacher
     parsed.config = args.config
     return parsed
 
@@ -68,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         overrides.append(f"output={args.output}")
     config = load_train_config(Path(args.config), overrides)
+    if args.teacher and not args.eval_only:
+        raise DensePoseError("--teacher goes with --eval-only (training a distillation config trains its teacher first)")
     if args.eval_only:
-        return _evaluate(config, args.model)
+        return _evaluate(config, args.model, args.teacher)
     if args.model:
         raise DensePoseError("--model goes with --eval-only (to start training from weights, set init_weights=PATH)")
     from ..training.trainer import train
@@ -79,17 +87,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(config, model_path: str | None) -> int:
+def _evaluate(config, model_path: str | None, teacher: bool = False) -> int:
     from ..checkpoint import load_model
     from ..training.datasets import dataset_files
-    from ..training.trainer import FINAL, run_evaluation
+    from ..training.trainer import FINAL, prepare_data, run_evaluation
 
     path = Path(model_path) if model_path else Path(config.output) / FINAL
+    if teacher and model_path is None:
+        raise DensePoseError("--teacher needs --model DETECTOR.pth: the region-based model whose person boxes the teacher labels")
     model = load_model(path, device=config.device or "cpu")
     if config.data.val is None:
         raise DensePoseError("the config has no held-out set (data.val) to evaluate on")
     dataset_files(config.data.val, write=True)  # renders a synthetic held-out set on first use
-    result = run_evaluation(model, config)
+    if teacher:
+        from ..training.distributed import Processes
+        from ..training.teacher import TeacherPredictor, load_teacher, train_teacher
+
+        prepare_data(config, Processes(), True)  # the teacher trains on data.train
+        checkpoint = train_teacher(config)
+        result = run_evaluation(model, config, predict=TeacherPredictor(load_teacher(checkpoint), model))
+        path = checkpoint
+    else:
+        result = run_evaluation(model, config)
     summary = result["summary"]
     print(f"{path} on {summary['images']} held-out images (surface {config.data.eval_surface}):")
     for key, value in summary.items():

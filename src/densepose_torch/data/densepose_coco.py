@@ -19,6 +19,7 @@ from pycocotools import mask as mask_utils
 from ..errors import DensePoseError
 
 DP_POINT_KEYS = ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")
+NUM_KEYPOINTS = 17
 DP_MASK_SIZE = 256  # dp_masks and dp_x/dp_y live in the box scaled to 256 x 256
 N_COARSE_PARTS = 14
 PERSON_CATEGORY_ID = 1
@@ -41,6 +42,7 @@ class PersonAnnotation:
     crowd: bool
     points: DensePosePoints | None
     masks: Any = None  # the `dp_masks` value (14 RLEs, or one RLE = a binary mask), None if absent
+    keypoints: np.ndarray | None = None  # (17, 3) float32 COCO keypoints: x, y (continuous pixels), visibility
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,20 @@ def _points(ann: dict) -> DensePosePoints | None:
     return DensePosePoints(x.astype(np.float32), y.astype(np.float32), parts.astype(np.int64), u.astype(np.float32), v.astype(np.float32))
 
 
+def _keypoints(ann: dict) -> np.ndarray | None:
+    """COCO keypoints with detectron2's +0.5: COCO stores pixel indices, training uses continuous
+    coordinates (a pixel's centre at index + 0.5)."""
+    values = ann.get("keypoints")
+    if not values or ann.get("num_keypoints", 1) == 0:
+        return None
+    keypoints = np.asarray(values, dtype=np.float32).reshape(-1)
+    if keypoints.size != 3 * NUM_KEYPOINTS:
+        raise DensePoseError(f"annotation {ann.get('id')!r}: keypoints must hold 17 (x, y, v) triples, not {keypoints.size} numbers")
+    keypoints = keypoints.reshape(NUM_KEYPOINTS, 3).copy()
+    keypoints[keypoints[:, 2] > 0, :2] += 0.5
+    return keypoints
+
+
 def person_from_annotation(ann: dict) -> PersonAnnotation:
     """A PersonAnnotation from one COCO annotation dict (bbox XYWH)."""
     try:
@@ -78,6 +94,7 @@ def person_from_annotation(ann: dict) -> PersonAnnotation:
         crowd=bool(ann.get("iscrowd", 0)),
         points=_points(ann),
         masks=masks if masks else None,
+        keypoints=_keypoints(ann),
     )
 
 

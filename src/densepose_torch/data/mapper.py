@@ -10,13 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .densepose_coco import DP_MASK_SIZE, PersonAnnotation, decode_coarse_segmentation
+from .densepose_coco import DP_MASK_SIZE, NUM_KEYPOINTS, PersonAnnotation, decode_coarse_segmentation
 from .transforms import (
     FlipSymmetry,
     choose_size,
     flip_boxes,
     flip_coarse_segmentation,
     resize_boxes,
+    resize_flip_keypoints,
     resize_image,
 )
 
@@ -49,6 +50,7 @@ class TrainingSample:
     boxes: np.ndarray  # (G, 4) float32 XYXY in the resized image
     densepose: list[InstanceDensePose | None]  # one per box
     seed: int = 0  # seeds the training step's random choices for this image (anchor/ROI sampling)
+    keypoints: np.ndarray | None = None  # (G, 17, 3) float32 COCO keypoints per box (visibility 0: none)
 
 
 def map_sample(bgr: np.ndarray, persons: tuple[PersonAnnotation, ...], augmentation: Augmentation, rng: np.random.Generator) -> TrainingSample:
@@ -69,10 +71,16 @@ def map_sample(bgr: np.ndarray, persons: tuple[PersonAnnotation, ...], augmentat
     nonempty = ((boxes[:, 2] - boxes[:, 0]) > MIN_BOX_SIDE) & ((boxes[:, 3] - boxes[:, 1]) > MIN_BOX_SIDE)
 
     densepose = [person_densepose(person, flip, augmentation.symmetry) for person in kept]
+    keypoints = np.zeros((len(kept), NUM_KEYPOINTS, 3), dtype=np.float32)
+    for k, person in enumerate(kept):
+        if person.keypoints is not None:
+            keypoints[k] = person.keypoints
+    keypoints = resize_flip_keypoints(keypoints, (height, width), (new_h, new_w), flip)
     return TrainingSample(
         image=np.ascontiguousarray(image.transpose(2, 0, 1)),
         boxes=boxes[nonempty].astype(np.float32).reshape(-1, 4),
         densepose=[dp for dp, keep in zip(densepose, nonempty) if keep],
+        keypoints=keypoints[nonempty],
     )
 
 

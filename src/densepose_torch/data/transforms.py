@@ -91,6 +91,23 @@ def flip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
     return flipped
 
 
+# COCO keypoint order pairs left and right (nose stays): index i mirrors to KEYPOINT_FLIP[i].
+KEYPOINT_FLIP = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+
+
+def resize_flip_keypoints(keypoints: np.ndarray, old_size: tuple[int, int], new_size: tuple[int, int], flip: bool) -> np.ndarray:
+    """(G, 17, 3) keypoints (continuous pixels, visibility) of an image resized from `old_size`
+    to `new_size` (height, width) and maybe mirrored: x -> width - x, left and right swapped."""
+    out = keypoints.astype(np.float32).copy()
+    out[..., 0] *= new_size[1] / old_size[1]
+    out[..., 1] *= new_size[0] / old_size[0]
+    if flip:
+        out[..., 0] = new_size[1] - out[..., 0]
+        out = out[:, list(KEYPOINT_FLIP)]
+    out[out[..., 2] <= 0] = 0.0
+    return out
+
+
 def flip_coarse_segmentation(segm: np.ndarray) -> np.ndarray:
     """Mirror a 256 x 256 coarse part map (values 0..14) and swap its left/right part labels."""
     return np.asarray(COARSE_PART_SYMMETRY, dtype=np.uint8)[segm[:, ::-1]]

@@ -12,6 +12,7 @@ from ..config import ModelConfig
 from ..ops.boxes import BoxCoder, clip_boxes
 from ..ops.nms import batched_nms
 from ..ops.roi_align import multilevel_roi_align
+from .cascade import SecondStage, TaskBranches
 from .densepose_heads import ChartPredictor, Decoder, DeepLabHead, V1ConvXHead
 
 ROI_SCALES = (1 / 4, 1 / 8, 1 / 16, 1 / 32)  # p2..p5
@@ -59,6 +60,9 @@ class DensePoseROIHeads(nn.Module):
         else:
             self.densepose_head = V1ConvXHead(channels, config.head_channels, config.head_convs)
         self.densepose_predictor = ChartPredictor(config, config.head_channels)
+        if config.cascade:
+            self.tasks = TaskBranches(config, channels)
+            self.cascade = SecondStage(config, channels)
 
     def detect(
         self, features: list[torch.Tensor], proposals: list[torch.Tensor], image_sizes: list[tuple[int, int]]
@@ -109,5 +113,16 @@ class DensePoseROIHeads(nn.Module):
             precision = torch.autocast(device_type=features[0].device.type, dtype=dtype)
         with precision:
             pooled = self.pool_densepose_features(features, boxes)
-            outputs = self.densepose_predictor(self.densepose_head(pooled))
+            if self.config.cascade:
+                outputs = self.branch_outputs(pooled)[-1]
+                outputs = {name: value for name, value in outputs.items() if name in self.densepose_predictor.fields}
+            else:
+                outputs = self.densepose_predictor(self.densepose_head(pooled))
         return {name: value.float() for name, value in outputs.items()}
+
+    def branch_outputs(self, pooled: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Cascade models: the outputs (charts, "mask" logits, "keypoints" heatmap logits, all
+        on the charts' grid) of stage one and of stage two, from the pooled ROI features."""
+        first = self.densepose_predictor(self.densepose_head(pooled))
+        first.update(self.tasks(pooled))
+        return [first, self.cascade(pooled, first)]

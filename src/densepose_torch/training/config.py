@@ -114,6 +114,53 @@ class LossConfig:
     part_weight: float = 1.0  # fine segmentation ("I"); 0.3 legacy
     point_weight: float = 0.01  # U/V; 0.1 legacy, 0.0005 with UV confidence
     uv_confidence_epsilon: float = 0.01
+    mask_weight: float = 1.0  # cascade mask branch (model.cascade_mask), each stage
+    keypoint_weight: float = 1.0  # cascade keypoint branch (model.cascade_keypoints), each stage
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The distillation teacher (Güler et al. 2018, §4.2): a fully convolutional network (ResNet
+    + FPN + the Panoptic-FPN decoder + a V1ConvX head and the chart predictor) applied to each
+    person's ground-truth box, cut out and resized to crop_size x crop_size; trained on the
+    sparse points only (with `segmentation`, also on the dp_masks foreground: that makes it a
+    stand-alone fully convolutional DensePose model, the ablation's first row)."""
+
+    depth: int = 18
+    base_channels: int = 32
+    fpn_channels: int = 64
+    head_channels: int = 64
+    head_convs: int = 4
+    crop_size: int = 128
+    segmentation: bool = False
+    crops_per_batch: int = 16
+    max_iter: int = 2000
+    base_lr: float = 0.001  # AdamW, linear warmup over the first 5 %, x0.1 for the last 20 %
+    random_flip: bool = True
+    checkpoint_period: int = 250
+
+    def __post_init__(self) -> None:
+        if self.depth not in (18, 34, 50, 101):
+            raise DensePoseError(f"distillation.teacher.depth must be 18, 34, 50 or 101, not {self.depth}")
+        if self.crop_size < 32 or self.crop_size % 32:
+            raise DensePoseError(f"distillation.teacher.crop_size must be a multiple of 32, not {self.crop_size}")
+        if self.crops_per_batch < 1 or self.max_iter < 1:
+            raise DensePoseError("distillation.teacher.crops_per_batch and max_iter must be positive")
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    """Train the teacher on data.train, let it inpaint dense labels inside every annotated
+    person's mask (written to `output`), then train the model on those labels plus the sparse
+    ones instead of the sparse ones alone."""
+
+    output: str
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    label_grid: int = 32  # dense labels at the centres of a label_grid^2 grid over the person's box
+
+    def __post_init__(self) -> None:
+        if not 4 <= self.label_grid <= 256:
+            raise DensePoseError(f"distillation.label_grid must be in 4..256, not {self.label_grid}")
 
 
 @dataclass(frozen=True)
@@ -132,6 +179,7 @@ class TrainConfig:
     eval_period: int = 0  # 0: evaluate after the last iteration only
     log_period: int = 20
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    distillation: DistillationConfig | None = None  # train on a teacher's dense labels (see DistillationConfig)
 
     def __post_init__(self) -> None:
         if self.freeze_at not in (0, 1, 2, 3, 4, 5):

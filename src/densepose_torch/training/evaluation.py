@@ -11,6 +11,7 @@ which measures the same thing on the sparse labels of DensePose-COCO.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,19 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Predict every image of the held-out set (the first `limit`), then GPS/GPSm/IOU AP, box AP
     and the fine-part mIoU. `surface` is a BodySurface (None: no GPS/GPSm)."""
+    return evaluate_predictions(Predictor(model, device=model.device), annotations, images, surface, limit, min_score, progress)
+
+
+def evaluate_predictions(
+    predict: Callable[[Path], DensePoseResult],
+    annotations: str | os.PathLike,
+    images: str | os.PathLike,
+    surface: Any,
+    limit: int | None = None,
+    min_score: float = 0.5,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """evaluate_model for any predictor: `predict(image path)` gives the image's result."""
     from ..evaluation import evaluate, load_ground_truth
 
     gt = load_ground_truth(Path(annotations))
@@ -81,7 +95,6 @@ def evaluate_model(
     info = dataset.get("info") if isinstance(dataset.get("info"), dict) else {}
     dense_root = Path(annotations).parent / info["dense_root"] if isinstance(info.get("dense_root"), str) else None
 
-    predictor = Predictor(model, device=model.device)
     records: list[dict] = []
     confusion = np.zeros((NUM_LABELS, NUM_LABELS), dtype=np.int64)
     dense_images = 0
@@ -90,7 +103,7 @@ def evaluate_model(
         path = folder / image["file_name"]
         if not path.is_file():
             raise DensePoseError(f"held-out image {path} is missing")
-        result = predictor(path)
+        result = predict(path)
         records += _records(result, image["id"])
         part_map = result.above(min_score).to_dense().I if len(result) else np.zeros(result.image_size, np.uint8)
         truth = _dense_parts(dense_root, image["file_name"])

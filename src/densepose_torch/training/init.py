@@ -59,6 +59,8 @@ def initialize_weights(model: DensePoseRCNN) -> None:
     _normal_fill(heads.box_predictor.cls_score, 0.01)
     _normal_fill(heads.box_predictor.bbox_pred, 0.001)
     densepose_parts = [heads.densepose_head, heads.densepose_predictor] + ([heads.decoder] if hasattr(heads, "decoder") else [])
+    if model.config.cascade:
+        densepose_parts += [heads.tasks, heads.cascade]
     for part in densepose_parts:
         for module in part.modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):

@@ -53,6 +53,7 @@ class DensePoseTargets:
     u: torch.Tensor  # (P,)
     v: torch.Tensor  # (P,)
     coarse_segm: torch.Tensor | None  # (N, 256, 256) coarse part maps; None if any ROI lacks one
+    keypoints: torch.Tensor | None = None  # (N, 17, 3) the person's keypoints: image x, y, visibility
 
 
 @dataclass
@@ -195,3 +196,44 @@ def densepose_losses(outputs: dict[str, torch.Tensor], targets: DensePoseTargets
             nll = independent_anisotropic_uv_loss(u, v, sigma_2, kappa_u, kappa_v, u_gt, v_gt, loss.uv_confidence_epsilon)
         losses["loss_densepose_UV"] = nll * loss.point_weight
     return losses
+
+
+def mask_loss(logits: torch.Tensor, targets: DensePoseTargets | None, weight: float) -> torch.Tensor:
+    """Cascade mask branch: per-pixel binary cross-entropy (mean) of (N, 1, S, S) logits against
+    the person's mask (the coarse part map's foreground) resampled to each ROI as loss S does."""
+    if targets is None or targets.est_boxes.shape[0] == 0 or targets.coarse_segm is None:
+        return logits.sum() * 0.0
+    size = logits.shape[-1]
+    with torch.no_grad():
+        person = resample_coarse_segmentation(targets.coarse_segm, targets.gt_boxes, targets.est_boxes, size) > 0
+    return F.binary_cross_entropy_with_logits(logits[:, 0], person.to(logits.dtype)) * weight
+
+
+def keypoint_heatmap_targets(keypoints: torch.Tensor, boxes: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask R-CNN's keypoint targets: for (N, K, 3) keypoints and (N, 4) ROI boxes, the index
+    y * size + x of the grid cell holding each keypoint (cell i covers [i, i + 1) * box / size;
+    a keypoint exactly on the right or bottom edge goes to the last cell), and whether it is
+    visible and inside the ROI. Both (N, K)."""
+    x0, y0 = boxes[:, 0, None], boxes[:, 1, None]
+    x1, y1 = boxes[:, 2, None], boxes[:, 3, None]
+    x, y = keypoints[..., 0], keypoints[..., 1]
+    col = ((x - x0) * size / (x1 - x0).clamp(min=1e-6)).floor().long()
+    row = ((y - y0) * size / (y1 - y0).clamp(min=1e-6)).floor().long()
+    col = torch.where(x == x1, torch.full_like(col, size - 1), col)
+    row = torch.where(y == y1, torch.full_like(row, size - 1), row)
+    valid = (keypoints[..., 2] > 0) & (col >= 0) & (col < size) & (row >= 0) & (row < size)
+    return (row.clamp(0, size - 1) * size + col.clamp(0, size - 1)), valid
+
+
+def keypoint_loss(logits: torch.Tensor, targets: DensePoseTargets | None, weight: float) -> torch.Tensor:
+    """Cascade keypoint branch: per keypoint, a softmax over the S x S cells of its heatmap,
+    cross-entropy at the cell of the true position; mean over the visible keypoints inside
+    their ROI (Mask R-CNN's keypoint loss)."""
+    if targets is None or targets.keypoints is None or targets.est_boxes.shape[0] == 0:
+        return logits.sum() * 0.0
+    size = logits.shape[-1]
+    cells, valid = keypoint_heatmap_targets(targets.keypoints, targets.est_boxes, size)
+    if not valid.any():
+        return logits.sum() * 0.0
+    flat = logits.reshape(-1, size * size)
+    return F.cross_entropy(flat[valid.reshape(-1)], cells.reshape(-1)[valid.reshape(-1)]) * weight

@@ -14,13 +14,21 @@ from torch import nn
 
 from ..data.mapper import TrainingSample
 from ..modeling import DensePoseRCNN
+from ..modeling.cascade import NUM_KEYPOINTS
 from ..modeling.roi_heads import (
     BOX_POOLER_RESOLUTION,
     DENSEPOSE_POOLER_SAMPLING_RATIO,
     ROI_SCALES,
 )
 from .config import LossConfig
-from .losses import DensePoseTargets, box_losses, densepose_losses, rpn_losses
+from .losses import (
+    DensePoseTargets,
+    box_losses,
+    densepose_losses,
+    keypoint_loss,
+    mask_loss,
+    rpn_losses,
+)
 from .pooling import multilevel_roi_align_trainable
 from .sampling import SampledROIs, label_anchors, sample_rois, select_densepose_rois
 
@@ -102,13 +110,19 @@ class TrainingModel(nn.Module):
         heads = self.model.roi_heads
         config = self.model.config
         loss = self.loss
-        boxes, matched_gt, instances = [], [], []
+        boxes, matched_gt, instances, keypoints = [], [], [], []
         for r, sample, image_gt, generator in zip(rois, samples, gt_boxes, generators):
             has_densepose = torch.tensor([d is not None for d in sample.densepose], dtype=torch.bool, device=r.boxes.device)
             chosen = select_densepose_rois(r, has_densepose, loss.densepose_iou_threshold, loss.densepose_rois_per_image, generator)
             boxes.append(r.boxes[chosen])
             matched_gt.append(image_gt[r.matched[chosen]])
             instances += [sample.densepose[int(g)] for g in r.matched[chosen].tolist()]
+            if config.cascade_keypoints:
+                if sample.keypoints is None:  # a sample made without keypoints: none visible
+                    person_keypoints = torch.zeros((len(sample.densepose), NUM_KEYPOINTS, 3), device=r.boxes.device)
+                else:
+                    person_keypoints = torch.from_numpy(sample.keypoints).to(r.boxes.device)
+                keypoints.append(person_keypoints[r.matched[chosen]])
         if config.decoder:
             pooled = multilevel_roi_align_trainable(
                 [heads.decoder(features[:4])], boxes, config.pooler_resolution, [ROI_SCALES[0]], DENSEPOSE_POOLER_SAMPLING_RATIO, False
@@ -117,9 +131,24 @@ class TrainingModel(nn.Module):
             pooled = multilevel_roi_align_trainable(
                 features[:4], boxes, config.pooler_resolution, list(ROI_SCALES), DENSEPOSE_POOLER_SAMPLING_RATIO, False
             )
-        outputs = {name: value.float() for name, value in heads.densepose_predictor(heads.densepose_head(pooled)).items()}
         targets = pack_densepose_targets(torch.cat(boxes), torch.cat(matched_gt), instances) if instances else None
-        return densepose_losses(outputs, targets, config, loss)
+        if not config.cascade:
+            outputs = {name: value.float() for name, value in heads.densepose_predictor(heads.densepose_head(pooled)).items()}
+            return densepose_losses(outputs, targets, config, loss)
+        if targets is not None and config.cascade_keypoints:
+            targets.keypoints = torch.cat(keypoints).float()
+        losses = {}
+        # Both stages are supervised; stage one keeps the plain names, stage two adds "_stage2".
+        for suffix, stage in zip(("", "_stage2"), heads.branch_outputs(pooled)):
+            outputs = {name: value.float() for name, value in stage.items()}
+            charts = {name: value for name, value in outputs.items() if name not in ("mask", "keypoints")}
+            stage_losses = densepose_losses(charts, targets, config, loss)
+            if config.cascade_mask:
+                stage_losses["loss_mask"] = mask_loss(outputs["mask"], targets, loss.mask_weight)
+            if config.cascade_keypoints:
+                stage_losses["loss_keypoint"] = keypoint_loss(outputs["keypoints"], targets, loss.keypoint_weight)
+            losses.update({name + suffix: value for name, value in stage_losses.items()})
+        return losses
 
 
 def pack_densepose_targets(est_boxes: torch.Tensor, gt_boxes: torch.Tensor, instances: list) -> DensePoseTargets:

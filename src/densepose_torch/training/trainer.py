@@ -44,7 +44,7 @@ from .distributed import (
     mean_over_processes,
     shutdown,
 )
-from .evaluation import evaluate_model
+from .evaluation import evaluate_model, evaluate_predictions
 from .init import (
     export_model,
     initialize_weights,
@@ -153,14 +153,18 @@ def _held_out(config: TrainConfig) -> tuple[Path, Path] | None:
     return files
 
 
-def run_evaluation(model: DensePoseRCNN, config: TrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Held-out figures of `model` (any architecture state; evaluated as exported)."""
+def run_evaluation(model: DensePoseRCNN, config: TrainConfig, progress: bool = True,
+                   predict: Callable[[Path], Any] | None = None) -> dict[str, Any]:
+    """Held-out figures of `model` (any architecture state; evaluated as exported), or of
+    `predict` (image path -> DensePoseResult) when given."""
     from ..cli.evaluate import resolve_surface
 
     files = _held_out(config)
     if files is None:
         raise DensePoseError("the config has no held-out set (data.val)")
     surface = resolve_surface(config.data.eval_surface)
+    if predict is not None:
+        return evaluate_predictions(predict, files[0], files[1], surface, config.data.val_limit, config.data.eval_min_score, progress)
     exported = export_model(model)
     return evaluate_model(exported, files[0], files[1], surface, config.data.val_limit, config.data.eval_min_score, progress)
 
@@ -199,6 +203,14 @@ def _train(config: TrainConfig, resume: bool, progress: bool, processes: Process
     if processes.main and not resume and (output / LAST_CHECKPOINT).is_file():
         raise DensePoseError(f"{output} already holds a training run; add --resume to continue it, or choose another --output")
     prepare_data(config, processes, progress)
+    train_sets = config.data.train
+    if config.distillation is not None:
+        from .dense_labels import distilled_train_sets, prepare_dense_labels
+
+        if processes.main:
+            prepare_dense_labels(config, progress)
+        barrier(processes)
+        train_sets = distilled_train_sets(config)
 
     torch.manual_seed(config.seed)
     model = build_training_model(config).to(device)
@@ -209,7 +221,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, processes: Process
     if start >= solver.max_iter and (output / FINAL).is_file():
         return output / FINAL
 
-    source = training_source(config.data.train)
+    source = training_source(train_sets)
     augmentation = Augmentation(config.data.min_size_train, config.data.max_size_train, config.data.random_flip,
                                 load_flip_symmetry(config.data.uv_symmetry))
     dataset = TrainingDataset(source, len(source), augmentation, config.seed)

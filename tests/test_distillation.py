@@ -1,0 +1,245 @@
+"""Distillation: the teacher's person crops, its training (resumable to the bit), the dense
+labels it writes (inside the mask, after the sparse points, resumable), the student trained on
+them by `densepose train`, and the teacher evaluated as a fully convolutional model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from densepose_torch import ModelConfig, load_model
+from densepose_torch.checkpoint import save_checkpoint
+from densepose_torch.cli import main
+from densepose_torch.data.densepose_coco import decode_coarse_segmentation
+from densepose_torch.data.transforms import FlipSymmetry
+from densepose_torch.errors import DensePoseError
+from densepose_torch.modeling import build_model
+from densepose_torch.training import teacher as teacher_module
+from densepose_torch.training.config import LossConfig, TeacherConfig, train_config_from_dict
+from densepose_torch.training.dense_labels import grid_labels, write_dense_labels
+from densepose_torch.training.losses import densepose_losses
+from densepose_torch.training.teacher import (
+    CHARTS,
+    TeacherNet,
+    TeacherPredictor,
+    annotated_people,
+    crop_person,
+    load_teacher,
+    teacher_batch,
+    train_teacher,
+)
+from densepose_torch.training.trainer import read_metrics, train
+
+TINY_MODEL = {"depth": 18, "base_channels": 16, "fpn_channels": 32, "pooler_resolution": 7, "head_channels": 32,
+              "head_convs": 2, "box_fc_dim": 64, "min_size_test": 96, "max_size_test": 160}
+TINY_TEACHER = {"depth": 18, "base_channels": 16, "fpn_channels": 32, "head_channels": 32, "head_convs": 2, "crop_size": 64,
+                "crops_per_batch": 4, "max_iter": 4, "checkpoint_period": 2}
+
+
+@pytest.fixture(scope="module")
+def synthetic_set(tmp_path_factory) -> Path:
+    from densepose_torch.synthetic.dataset import SynthJob, write_dataset
+
+    out = tmp_path_factory.mktemp("distill_synth")
+    write_dataset(SynthJob(out=out, seed=0, size=96, num_points=60), 6, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(dataset: Path, output: Path, teacher: dict = TINY_TEACHER, **top) -> dict:
+    files = {"annotations": str(dataset / "annotations.json"), "images": str(dataset / "images")}
+    config = {
+        "model": dict(TINY_MODEL),
+        "data": {"train": [files], "val": files, "min_size_train": [80, 96], "max_size_train": 160, "num_workers": 0,
+                 "eval_surface": "none"},
+        "solver": {"ims_per_batch": 2, "base_lr": 0.01, "max_iter": 2, "steps": [], "warmup_iters": 1},
+        "loss": {"rpn_pre_nms_topk_train": 200, "rpn_post_nms_topk_train": 100, "roi_batch_size_per_image": 32,
+                 "densepose_rois_per_image": 4},
+        "backbone_norm": "bn", "freeze_at": 0, "output": str(output / "student"), "checkpoint_period": 1, "log_period": 1,
+        "threads": 1, "distillation": {"output": str(output / "teacher"), "teacher": dict(teacher), "label_grid": 16},
+    }
+    config.update(top)
+    return config
+
+
+def test_crops_sample_the_box_frame_at_pixel_centres():
+    image = np.tile(np.arange(100, dtype=np.float32), (80, 1))[:, :, None].repeat(3, axis=2)  # value = column
+    crop = crop_person(image, np.array([10.0, 20.0, 50.0, 60.0]), 8)
+    assert crop.shape == (8, 8, 3)
+    # Output column j samples x = 10 + (j + 0.5) * 5 in continuous coordinates, i.e. the value
+    # (pixel index) x - 0.5. OpenCV quantises sample positions to 1/32 pixel: tolerance 1/32.
+    expected = 10 + (np.arange(8) + 0.5) * 5 - 0.5
+    np.testing.assert_allclose(crop[3, :, 0], expected, atol=1 / 32)
+
+
+def test_config_section_checks_and_defaults(tmp_path):
+    config = train_config_from_dict(_config(tmp_path, tmp_path))
+    assert config.distillation.teacher == TeacherConfig(**TINY_TEACHER) and config.distillation.label_grid == 16
+    assert not config.distillation.teacher.segmentation  # the paper's teacher sees the sparse points only
+    with pytest.raises(DensePoseError, match="crop_size must be a multiple of 32"):
+        train_config_from_dict(_config(tmp_path, tmp_path, dict(TINY_TEACHER, crop_size=50)))
+    with pytest.raises(DensePoseError, match="unknown key distillation.teacher.crop"):
+        train_config_from_dict(_config(tmp_path, tmp_path, dict(TINY_TEACHER, crop=50)))
+
+
+def test_teacher_batches_hold_only_points_unless_segmentation_and_it_fits_them(synthetic_set, tmp_path):
+    config = train_config_from_dict(_config(synthetic_set, tmp_path))
+    people = annotated_people(config)
+    teacher_config = config.distillation.teacher
+    crops, targets = teacher_batch(people, teacher_config, FlipSymmetry(), 0, 0)
+    assert crops.shape == (4, 3, 64, 64) and targets.coarse_segm is None
+    assert (targets.parts > 0).all() and len(targets.x) == len(targets.point_roi) > 100
+    again, _ = teacher_batch(people, teacher_config, FlipSymmetry(), 0, 0)
+    assert torch.equal(crops, again)  # a function of (seed, iteration): resumable
+    _, with_masks = teacher_batch(people, TeacherConfig(**dict(TINY_TEACHER, segmentation=True)), FlipSymmetry(), 0, 0)
+    assert with_masks.coarse_segm.shape == (4, 256, 256)
+
+    torch.manual_seed(0)
+    model = TeacherNet(teacher_config)
+    teacher_module.initialize_teacher(model)
+    teacher_module.prepare_backbone(model, "bn", 0)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    totals = []
+    for _ in range(12):
+        losses = densepose_losses(model(crops), targets, CHARTS, LossConfig())
+        assert losses["loss_densepose_S"].item() == 0.0
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        totals.append(total.item())
+    assert np.mean(totals[-3:]) < 0.7 * totals[0], totals
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_teacher_training_resumes_bit_identically(synthetic_set, tmp_path, monkeypatch):
+    whole = train_teacher(train_config_from_dict(_config(synthetic_set, tmp_path / "whole")), progress=False)
+    real = teacher_module.teacher_batch
+
+    def stop_at_3(people, config, symmetry, seed, iteration):
+        if iteration == 3:
+            raise _Interrupt
+        return real(people, config, symmetry, seed, iteration)
+
+    cut_config = train_config_from_dict(_config(synthetic_set, tmp_path / "cut"))
+    monkeypatch.setattr(teacher_module, "teacher_batch", stop_at_3)
+    with pytest.raises(_Interrupt):
+        train_teacher(cut_config, progress=False)
+    monkeypatch.setattr(teacher_module, "teacher_batch", real)
+    assert not (tmp_path / "cut" / "teacher" / "teacher_final.pth").exists()
+    resumed = train_teacher(cut_config, progress=False)
+    a, b = torch.load(whole, weights_only=False)["model"], torch.load(resumed, weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert isinstance(load_teacher(resumed), TeacherNet)
+    with pytest.raises(DensePoseError, match="not a teacher checkpoint"):
+        load_teacher(save_checkpoint(build_model(ModelConfig(**TINY_MODEL)), tmp_path / "rcnn.pth"))
+
+
+def test_grid_labels_take_the_best_body_part_inside_the_mask():
+    size = 8
+    fine = torch.zeros(1, 25, size, size)
+    fine[0, 0] = 100.0  # background would win everywhere: the mask decides where the body is
+    fine[0, 3, :, :4] = 5.0
+    fine[0, 7, :, 4:] = 5.0
+    u = torch.zeros(1, 25, size, size)
+    v = torch.zeros(1, 25, size, size)
+    u[0, 3], v[0, 3] = 0.25, 0.5
+    u[0, 7], v[0, 7] = 1.5, -0.5  # out of range: clipped
+    mask = np.zeros((256, 256), bool)
+    mask[64:192, 32:224] = True
+    labels = grid_labels({"fine_segm": fine, "u": u, "v": v}, 0, mask, 4)
+    # Lattice centres 32, 96, 160, 224: rows 96 and 160 fall in the mask's rows [64, 192),
+    # columns 32, 96 and 160 in its columns [32, 224).
+    assert labels["dp_x"] == [32.0, 96.0, 160.0, 32.0, 96.0, 160.0]
+    assert labels["dp_y"] == [96.0, 96.0, 96.0, 160.0, 160.0, 160.0]
+    assert labels["dp_I"] == [3, 3, 7, 3, 3, 7]  # crop column = x * 8 / 256: 1, 3 -> part 3; 5 -> part 7
+    assert labels["dp_U"] == [0.25, 0.25, 1.0, 0.25, 0.25, 1.0]
+    assert labels["dp_V"] == [0.5, 0.5, 0.0, 0.5, 0.5, 0.0]
+
+
+def test_dense_labels_append_teacher_points_inside_the_mask_and_resume(synthetic_set, tmp_path):
+    torch.manual_seed(0)
+    teacher = TeacherNet(TeacherConfig(**TINY_TEACHER)).eval()
+    out = tmp_path / "labels"
+    final = write_dense_labels(teacher, synthetic_set / "annotations.json", synthetic_set / "images", out, 16, progress=False)
+    source = json.loads((synthetic_set / "annotations.json").read_text())
+    labelled = json.loads(final.read_text())
+    assert labelled["info"]["dense_labels"]["grid"] == 16
+    grown = 0
+    for before, after in zip(source["annotations"], labelled["annotations"]):
+        if "dp_x" not in before:
+            assert "dp_x" not in after
+            continue
+        n = len(before["dp_x"])
+        for key in ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V"):
+            assert after[key][:n] == before[key]  # the sparse annotations come first, unchanged
+        extra_x, extra_y = np.array(after["dp_x"][n:]), np.array(after["dp_y"][n:])
+        mask = decode_coarse_segmentation(before["dp_masks"]) > 0
+        assert mask[extra_y.astype(int), extra_x.astype(int)].all()
+        assert len(extra_x) == mask[8::16, 8::16].sum()  # every lattice centre inside the mask
+        assert set(after["dp_I"][n:]) <= set(range(1, 25))
+        grown += len(extra_x)
+    assert grown > 0
+
+    parts = sorted((out / "labels").glob("*.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in parts[1:]}
+    parts[0].unlink()
+    final.unlink()
+    again = write_dense_labels(teacher, synthetic_set / "annotations.json", synthetic_set / "images", out, 16, progress=False)
+    assert json.loads(again.read_text()) == labelled
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())  # finished images were not redone
+    with pytest.raises(DensePoseError, match="another teacher"):
+        write_dense_labels(teacher, synthetic_set / "annotations.json", synthetic_set / "images", out, 8, progress=False)
+    other = TeacherNet(TeacherConfig(**TINY_TEACHER)).eval()
+    with pytest.raises(DensePoseError, match="another teacher"):
+        write_dense_labels(other, synthetic_set / "annotations.json", synthetic_set / "images", out, 16, progress=False)
+
+
+def test_densepose_train_runs_teacher_labels_and_student_and_evaluates_the_teacher(synthetic_set, tmp_path, monkeypatch):
+    from densepose_torch.training import trainer
+
+    read = []
+    real_source = trainer.training_source
+    monkeypatch.setattr(trainer, "training_source", lambda sets: read.append(sets) or real_source(sets))
+    config = train_config_from_dict(_config(synthetic_set, tmp_path))
+    final = train(config, progress=False)
+    teacher_dir = tmp_path / "teacher"
+    assert [d.annotations for d in read[0]] == [str(teacher_dir / "labels_0" / "annotations.json")]  # the student's data
+    assert (teacher_dir / "teacher_final.pth").is_file() and (teacher_dir / "labels_0" / "annotations.json").is_file()
+    assert load_model(final).config.base_channels == 16
+    assert [e["iteration"] for e in read_metrics(tmp_path / "student" / "metrics.jsonl") if "losses" in e] == [1, 2]
+
+    # The teacher as a fully convolutional model, on the boxes of a detector that keeps everything.
+    torch.manual_seed(0)
+    detector = build_model(ModelConfig(**dict(TINY_MODEL, score_threshold_test=0.0, detections_per_image=3)))
+    predictor = TeacherPredictor(load_teacher(teacher_dir / "teacher_final.pth"), detector)
+    result = predictor(synthetic_set / "images" / "000000.jpg")
+    assert len(result) == 3
+    from densepose_torch.postprocessing import integer_boxes
+
+    for (x, y, w, h), chart in zip(integer_boxes(torch.from_numpy(result.boxes)).tolist(), result.charts):
+        assert (chart.x, chart.y) == (x, y) and chart.labels.shape == (h, w)
+    detector_path = save_checkpoint(detector, tmp_path / "detector.pth")
+    config_path = tmp_path / "fcn.yaml"
+    import yaml
+
+    raw = _config(synthetic_set, tmp_path / "fcn", dict(TINY_TEACHER, segmentation=True, max_iter=2))
+    config_path.write_text(yaml.safe_dump(raw))
+    assert main(["train", str(config_path), "--eval-only", "--teacher", "--model", str(detector_path)]) == 0
+    evaluation = json.loads((tmp_path / "fcn" / "student" / "evaluation.json").read_text())
+    assert evaluation["summary"]["images"] == 6 and evaluation["model"].endswith("teacher_final.pth")
+    assert main(["train", str(config_path), "--teacher"]) != 0  # --teacher without --eval-only: a one-line error
