@@ -21,32 +21,23 @@ from densepose_torch.io.npz import read_npz
 from densepose_torch.modeling import build_model
 from densepose_torch.training.config import train_config_from_dict
 from densepose_torch.training.datasets import training_source
-from densepose_torch.training.losses import DensePoseTargets, keypoint_heatmap_targets, keypoint_loss, mask_loss
+from densepose_torch.training.losses import (
+    DensePoseTargets,
+    keypoint_heatmap_targets,
+    keypoint_loss,
+    mask_loss,
+)
 from densepose_torch.training.model import TrainingModel
 from densepose_torch.training.trainer import build_training_model, read_metrics, train
 from densepose_torch.zoo import ZOO
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY_MODEL = {"depth": 18, "base_channels": 16, "fpn_channels": 32, "pooler_resolution": 7, "head_channels": 32,
               "head_convs": 2, "box_fc_dim": 64, "min_size_test": 96, "max_size_test": 160}
 CASCADE = dict(TINY_MODEL, cascade_mask=True, cascade_keypoints=True)
 
 
-@pytest.fixture(scope="module")
-def synthetic_set(tmp_path_factory) -> Path:
-    """A 6-image, 96 px synthetic set with keypoints (about a second to render)."""
-    from densepose_torch.synthetic.dataset import SynthJob, write_dataset
-
-    out = tmp_path_factory.mktemp("cascade_synth")
-    write_dataset(SynthJob(out=out, seed=0, size=96, num_points=60), 6, workers=1, progress=False)
-    return out
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _config(dataset: Path, output: Path, model: dict = CASCADE) -> dict:
@@ -131,9 +122,9 @@ def test_mask_loss_is_binary_cross_entropy_against_the_resampled_person_mask():
     assert mask_loss(logits, None, 1.0).item() == 0.0
 
 
-def test_both_stages_train_and_every_branch_gets_gradients(synthetic_set, tmp_path):
+def test_both_stages_train_and_every_branch_gets_gradients(tiny_synthetic_set, tmp_path):
     torch.manual_seed(0)
-    config = train_config_from_dict(_config(synthetic_set, tmp_path))
+    config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path))
     source = training_source(config.data.train)
     from densepose_torch.data.loader import TrainingDataset
 
@@ -180,15 +171,15 @@ def test_inference_uses_the_second_stage():
         assert not torch.equal(value, first[name])
 
 
-def test_trained_cascade_checkpoint_loads_and_predicts_through_the_cli(synthetic_set, tmp_path):
-    final = train(train_config_from_dict(_config(synthetic_set, tmp_path / "run")), progress=False)
+def test_trained_cascade_checkpoint_loads_and_predicts_through_the_cli(tiny_synthetic_set, tmp_path):
+    final = train(train_config_from_dict(_config(tiny_synthetic_set, tmp_path / "run")), progress=False)
     entries = [e for e in read_metrics(tmp_path / "run" / "metrics.jsonl") if "losses" in e]
     assert {"loss_mask", "loss_keypoint_stage2", "loss_densepose_I_stage2"} <= set(entries[0]["losses"])
     model = load_model(final)
     assert model.config.cascade_mask and model.config.cascade_keypoints
     trained = torch.load(final, weights_only=False)["model"]
     assert all(torch.equal(model.state_dict()[k].float(), v.float()) for k, v in trained.items())
-    image = synthetic_set / "images" / "000000.jpg"
+    image = tiny_synthetic_set / "images" / "000000.jpg"
     boxes = np.array([[10.0, 10.0, 70.0, 90.0]])
     direct = Predictor(model).predict_boxes(image, boxes)
     assert len(direct) == 1

@@ -18,7 +18,11 @@ from densepose_torch.data.transforms import FlipSymmetry
 from densepose_torch.errors import DensePoseError
 from densepose_torch.modeling import build_model
 from densepose_torch.training import teacher as teacher_module
-from densepose_torch.training.config import LossConfig, TeacherConfig, train_config_from_dict
+from densepose_torch.training.config import (
+    LossConfig,
+    TeacherConfig,
+    train_config_from_dict,
+)
 from densepose_torch.training.dense_labels import grid_labels, write_dense_labels
 from densepose_torch.training.losses import densepose_losses
 from densepose_torch.training.teacher import (
@@ -33,27 +37,14 @@ from densepose_torch.training.teacher import (
 )
 from densepose_torch.training.trainer import read_metrics, train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY_MODEL = {"depth": 18, "base_channels": 16, "fpn_channels": 32, "pooler_resolution": 7, "head_channels": 32,
               "head_convs": 2, "box_fc_dim": 64, "min_size_test": 96, "max_size_test": 160}
 TINY_TEACHER = {"depth": 18, "base_channels": 16, "fpn_channels": 32, "head_channels": 32, "head_convs": 2, "crop_size": 64,
                 "crops_per_batch": 4, "max_iter": 4, "checkpoint_period": 2}
 
 
-@pytest.fixture(scope="module")
-def synthetic_set(tmp_path_factory) -> Path:
-    from densepose_torch.synthetic.dataset import SynthJob, write_dataset
-
-    out = tmp_path_factory.mktemp("distill_synth")
-    write_dataset(SynthJob(out=out, seed=0, size=96, num_points=60), 6, workers=1, progress=False)
-    return out
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _config(dataset: Path, output: Path, teacher: dict = TINY_TEACHER, **top) -> dict:
@@ -92,8 +83,8 @@ def test_config_section_checks_and_defaults(tmp_path):
         train_config_from_dict(_config(tmp_path, tmp_path, dict(TINY_TEACHER, crop=50)))
 
 
-def test_teacher_batches_hold_only_points_unless_segmentation_and_it_fits_them(synthetic_set, tmp_path):
-    config = train_config_from_dict(_config(synthetic_set, tmp_path))
+def test_teacher_batches_hold_only_points_unless_segmentation_and_it_fits_them(tiny_synthetic_set, tmp_path):
+    config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path))
     people = annotated_people(config)
     teacher_config = config.distillation.teacher
     crops, targets = teacher_batch(people, teacher_config, FlipSymmetry(), 0, 0)
@@ -126,8 +117,8 @@ class _Interrupt(Exception):
     pass
 
 
-def test_teacher_training_resumes_bit_identically(synthetic_set, tmp_path, monkeypatch):
-    whole = train_teacher(train_config_from_dict(_config(synthetic_set, tmp_path / "whole")), progress=False)
+def test_teacher_training_resumes_bit_identically(tiny_synthetic_set, tmp_path, monkeypatch):
+    whole = train_teacher(train_config_from_dict(_config(tiny_synthetic_set, tmp_path / "whole")), progress=False)
     real = teacher_module.teacher_batch
 
     def stop_at_3(people, config, symmetry, seed, iteration):
@@ -135,7 +126,7 @@ def test_teacher_training_resumes_bit_identically(synthetic_set, tmp_path, monke
             raise _Interrupt
         return real(people, config, symmetry, seed, iteration)
 
-    cut_config = train_config_from_dict(_config(synthetic_set, tmp_path / "cut"))
+    cut_config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path / "cut"))
     monkeypatch.setattr(teacher_module, "teacher_batch", stop_at_3)
     with pytest.raises(_Interrupt):
         train_teacher(cut_config, progress=False)
@@ -171,12 +162,12 @@ def test_grid_labels_take_the_best_body_part_inside_the_mask():
     assert labels["dp_V"] == [0.5, 0.5, 0.0, 0.5, 0.5, 0.0]
 
 
-def test_dense_labels_append_teacher_points_inside_the_mask_and_resume(synthetic_set, tmp_path):
+def test_dense_labels_append_teacher_points_inside_the_mask_and_resume(tiny_synthetic_set, tmp_path):
     torch.manual_seed(0)
     teacher = TeacherNet(TeacherConfig(**TINY_TEACHER)).eval()
     out = tmp_path / "labels"
-    final = write_dense_labels(teacher, synthetic_set / "annotations.json", synthetic_set / "images", out, 16, progress=False)
-    source = json.loads((synthetic_set / "annotations.json").read_text())
+    final = write_dense_labels(teacher, tiny_synthetic_set / "annotations.json", tiny_synthetic_set / "images", out, 16, progress=False)
+    source = json.loads((tiny_synthetic_set / "annotations.json").read_text())
     labelled = json.loads(final.read_text())
     assert labelled["info"]["dense_labels"]["grid"] == 16
     grown = 0
@@ -199,23 +190,23 @@ def test_dense_labels_append_teacher_points_inside_the_mask_and_resume(synthetic
     stamps = {p: p.stat().st_mtime_ns for p in parts[1:]}
     parts[0].unlink()
     final.unlink()
-    again = write_dense_labels(teacher, synthetic_set / "annotations.json", synthetic_set / "images", out, 16, progress=False)
+    again = write_dense_labels(teacher, tiny_synthetic_set / "annotations.json", tiny_synthetic_set / "images", out, 16, progress=False)
     assert json.loads(again.read_text()) == labelled
     assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())  # finished images were not redone
     with pytest.raises(DensePoseError, match="another teacher"):
-        write_dense_labels(teacher, synthetic_set / "annotations.json", synthetic_set / "images", out, 8, progress=False)
+        write_dense_labels(teacher, tiny_synthetic_set / "annotations.json", tiny_synthetic_set / "images", out, 8, progress=False)
     other = TeacherNet(TeacherConfig(**TINY_TEACHER)).eval()
     with pytest.raises(DensePoseError, match="another teacher"):
-        write_dense_labels(other, synthetic_set / "annotations.json", synthetic_set / "images", out, 16, progress=False)
+        write_dense_labels(other, tiny_synthetic_set / "annotations.json", tiny_synthetic_set / "images", out, 16, progress=False)
 
 
-def test_densepose_train_runs_teacher_labels_and_student_and_evaluates_the_teacher(synthetic_set, tmp_path, monkeypatch):
+def test_densepose_train_runs_teacher_labels_and_student_and_evaluates_the_teacher(tiny_synthetic_set, tmp_path, monkeypatch):
     from densepose_torch.training import trainer
 
     read = []
     real_source = trainer.training_source
     monkeypatch.setattr(trainer, "training_source", lambda sets: read.append(sets) or real_source(sets))
-    config = train_config_from_dict(_config(synthetic_set, tmp_path))
+    config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path))
     final = train(config, progress=False)
     teacher_dir = tmp_path / "teacher"
     assert [d.annotations for d in read[0]] == [str(teacher_dir / "labels_0" / "annotations.json")]  # the student's data
@@ -227,7 +218,7 @@ def test_densepose_train_runs_teacher_labels_and_student_and_evaluates_the_teach
     torch.manual_seed(0)
     detector = build_model(ModelConfig(**dict(TINY_MODEL, score_threshold_test=0.0, detections_per_image=3)))
     predictor = TeacherPredictor(load_teacher(teacher_dir / "teacher_final.pth"), detector)
-    result = predictor(synthetic_set / "images" / "000000.jpg")
+    result = predictor(tiny_synthetic_set / "images" / "000000.jpg")
     assert len(result) == 3
     from densepose_torch.postprocessing import integer_boxes
 
@@ -237,7 +228,7 @@ def test_densepose_train_runs_teacher_labels_and_student_and_evaluates_the_teach
     config_path = tmp_path / "fcn.yaml"
     import yaml
 
-    raw = _config(synthetic_set, tmp_path / "fcn", dict(TINY_TEACHER, segmentation=True, max_iter=2))
+    raw = _config(tiny_synthetic_set, tmp_path / "fcn", dict(TINY_TEACHER, segmentation=True, max_iter=2))
     config_path.write_text(yaml.safe_dump(raw))
     assert main(["train", str(config_path), "--eval-only", "--teacher", "--model", str(detector_path)]) == 0
     evaluation = json.loads((tmp_path / "fcn" / "student" / "evaluation.json").read_text())

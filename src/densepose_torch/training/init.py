@@ -44,12 +44,7 @@ def initialize_weights(model: DensePoseRCNN) -> None:
     """detectron2's initial weights for training (build_model leaves PyTorch's defaults):
     MSRA fill for ResNet, decoder, DensePose head and predictor convolutions, Xavier fill for
     FPN convolutions and box-head FC layers, small normals for the RPN and box predictor."""
-    for module in model.backbone.bottom_up.modules():
-        if isinstance(module, nn.Conv2d):
-            _msra_fill(module)
-    for name, module in model.backbone.named_children():
-        if name.startswith("fpn_"):
-            _xavier_fill(module)
+    initialize_backbone(model.backbone)
     for module in model.proposal_generator.rpn_head.modules():
         if isinstance(module, nn.Conv2d):
             _normal_fill(module, 0.01)
@@ -61,7 +56,22 @@ def initialize_weights(model: DensePoseRCNN) -> None:
     densepose_parts = [heads.densepose_head, heads.densepose_predictor] + ([heads.decoder] if hasattr(heads, "decoder") else [])
     if model.config.cascade:
         densepose_parts += [heads.tasks, heads.cascade]
-    for part in densepose_parts:
+    initialize_convolutions(densepose_parts)
+
+
+def initialize_backbone(backbone: nn.Module) -> None:
+    """MSRA fill for the ResNet's convolutions, Xavier fill for the FPN's (detectron2's choice)."""
+    for module in backbone.bottom_up.modules():
+        if isinstance(module, nn.Conv2d):
+            _msra_fill(module)
+    for name, module in backbone.named_children():
+        if name.startswith("fpn_"):
+            _xavier_fill(module)
+
+
+def initialize_convolutions(parts: list[nn.Module]) -> None:
+    """MSRA fill for every (transposed) convolution of the DensePose-style heads; GroupNorm to identity."""
+    for part in parts:
         for module in part.modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
                 _msra_fill(module)

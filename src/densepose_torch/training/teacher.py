@@ -38,7 +38,7 @@ from ..postprocessing import charts_from_outputs
 from ..results import DensePoseResult
 from .config import LossConfig, SolverConfig, TeacherConfig, TrainConfig
 from .datasets import dataset_files
-from .init import _msra_fill, _xavier_fill, export_model, prepare_backbone
+from .init import export_model, initialize_backbone, initialize_convolutions, prepare_backbone
 from .losses import DensePoseTargets, densepose_losses
 from .solver import build_optimizer, learning_rate
 
@@ -71,16 +71,8 @@ class TeacherNet(nn.Module):
 
 
 def initialize_teacher(model: TeacherNet) -> None:
-    for module in model.backbone.bottom_up.modules():
-        if isinstance(module, nn.Conv2d):
-            _msra_fill(module)
-    for name, module in model.backbone.named_children():
-        if name.startswith("fpn_"):
-            _xavier_fill(module)
-    for part in (model.decoder, model.head, model.predictor):
-        for module in part.modules():
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                _msra_fill(module)
+    initialize_backbone(model.backbone)
+    initialize_convolutions([model.decoder, model.head, model.predictor])
 
 
 def crop_person(bgr: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
