@@ -31,10 +31,10 @@ from densepose_torch.training.model import TrainingModel
 from densepose_torch.training.trainer import build_training_model, read_metrics, train
 from densepose_torch.zoo import ZOO
 
+from .test_training import TINY_MODEL
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY_MODEL = {"depth": 18, "base_channels": 16, "fpn_channels": 32, "pooler_resolution": 7, "head_channels": 32,
-              "head_convs": 2, "box_fc_dim": 64, "min_size_test": 96, "max_size_test": 160}
 CASCADE = dict(TINY_MODEL, cascade_mask=True, cascade_keypoints=True)
 
 

@@ -37,10 +37,10 @@ from densepose_torch.training.teacher import (
 )
 from densepose_torch.training.trainer import read_metrics, train
 
+from .test_training import TINY_MODEL
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY_MODEL = {"depth": 18, "base_channels": 16, "fpn_channels": 32, "pooler_resolution": 7, "head_channels": 32,
-              "head_convs": 2, "box_fc_dim": 64, "min_size_test": 96, "max_size_test": 160}
 TINY_TEACHER = {"depth": 18, "base_channels": 16, "fpn_channels": 32, "head_channels": 32, "head_convs": 2, "crop_size": 64,
                 "crops_per_batch": 4, "max_iter": 4, "checkpoint_period": 2}
 
