@@ -20,7 +20,6 @@ from densepose_torch.data.transforms import FlipSymmetry, resize_flip_keypoints
 from densepose_torch.io.npz import read_npz
 from densepose_torch.modeling import build_model
 from densepose_torch.training.config import train_config_from_dict
-from densepose_torch.training.datasets import training_source
 from densepose_torch.training.losses import (
     DensePoseTargets,
     keypoint_heatmap_targets,
@@ -31,26 +30,15 @@ from densepose_torch.training.model import TrainingModel
 from densepose_torch.training.trainer import build_training_model, read_metrics, train
 from densepose_torch.zoo import ZOO
 
-from .test_training import TINY_MODEL
+from .test_training import TINY_MODEL, TWO_STEPS, fixed_batch, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CASCADE = dict(TINY_MODEL, cascade_mask=True, cascade_keypoints=True)
 
 
-
-
 def _config(dataset: Path, output: Path, model: dict = CASCADE) -> dict:
-    files = {"annotations": str(dataset / "annotations.json"), "images": str(dataset / "images")}
-    return {
-        "model": dict(model),
-        "data": {"train": [files], "val": files, "min_size_train": [80, 96], "max_size_train": 160, "num_workers": 0,
-                 "eval_surface": "none"},
-        "solver": {"ims_per_batch": 2, "base_lr": 0.01, "max_iter": 2, "steps": [], "warmup_iters": 1},
-        "loss": {"rpn_pre_nms_topk_train": 200, "rpn_post_nms_topk_train": 100, "roi_batch_size_per_image": 32,
-                 "densepose_rois_per_image": 4},
-        "backbone_norm": "bn", "freeze_at": 0, "output": str(output), "checkpoint_period": 1, "log_period": 1, "threads": 1,
-    }
+    return tiny_config(dataset, output, model=dict(model), solver=dict(TWO_STEPS), checkpoint_period=1)
 
 
 def test_the_option_is_off_by_default_and_no_zoo_architecture_changes():
@@ -125,11 +113,7 @@ def test_mask_loss_is_binary_cross_entropy_against_the_resampled_person_mask():
 def test_both_stages_train_and_every_branch_gets_gradients(tiny_synthetic_set, tmp_path):
     torch.manual_seed(0)
     config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path))
-    source = training_source(config.data.train)
-    from densepose_torch.data.loader import TrainingDataset
-
-    dataset = TrainingDataset(source, len(source), Augmentation((96,), 160, False, FlipSymmetry()), seed=0)
-    batch = [dataset[(i, i)] for i in range(2)]
+    batch = fixed_batch(config)
     assert any((s.keypoints[..., 2] > 0).any() for s in batch)  # the synthetic set carries keypoints
     model = build_training_model(config)
     network = TrainingModel(model, config.loss)

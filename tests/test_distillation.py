@@ -37,7 +37,7 @@ from densepose_torch.training.teacher import (
 )
 from densepose_torch.training.trainer import read_metrics, train
 
-from .test_training import TINY_MODEL
+from .test_training import TINY_MODEL, TWO_STEPS, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -45,22 +45,9 @@ TINY_TEACHER = {"depth": 18, "base_channels": 16, "fpn_channels": 32, "head_chan
                 "crops_per_batch": 4, "max_iter": 4, "checkpoint_period": 2}
 
 
-
-
 def _config(dataset: Path, output: Path, teacher: dict = TINY_TEACHER, **top) -> dict:
-    files = {"annotations": str(dataset / "annotations.json"), "images": str(dataset / "images")}
-    config = {
-        "model": dict(TINY_MODEL),
-        "data": {"train": [files], "val": files, "min_size_train": [80, 96], "max_size_train": 160, "num_workers": 0,
-                 "eval_surface": "none"},
-        "solver": {"ims_per_batch": 2, "base_lr": 0.01, "max_iter": 2, "steps": [], "warmup_iters": 1},
-        "loss": {"rpn_pre_nms_topk_train": 200, "rpn_post_nms_topk_train": 100, "roi_batch_size_per_image": 32,
-                 "densepose_rois_per_image": 4},
-        "backbone_norm": "bn", "freeze_at": 0, "output": str(output / "student"), "checkpoint_period": 1, "log_period": 1,
-        "threads": 1, "distillation": {"output": str(output / "teacher"), "teacher": dict(teacher), "label_grid": 16},
-    }
-    config.update(top)
-    return config
+    distillation = {"output": str(output / "teacher"), "teacher": dict(teacher), "label_grid": 16}
+    return tiny_config(dataset, output / "student", **{"solver": dict(TWO_STEPS), "checkpoint_period": 1, "distillation": distillation, **top})
 
 
 def test_crops_sample_the_box_frame_at_pixel_centres():

@@ -19,6 +19,7 @@ from densepose_torch.errors import DensePoseError
 from densepose_torch.modeling import build_model
 from densepose_torch.training.config import (
     SolverConfig,
+    TrainConfig,
     load_train_config,
     train_config_from_dict,
 )
@@ -43,6 +44,10 @@ TINY_MODEL = {"depth": 18, "base_channels": 16, "fpn_channels": 32, "pooler_reso
               "head_convs": 2, "box_fc_dim": 64, "min_size_test": 96, "max_size_test": 160}
 
 
+# Two optimiser steps without a learning-rate drop: enough to see every loss and output move.
+TWO_STEPS = {"ims_per_batch": 2, "base_lr": 0.01, "max_iter": 2, "steps": [], "warmup_iters": 1}
+
+
 def tiny_config(dataset: Path, output: Path, **top) -> dict:
     files = {"annotations": str(dataset / "annotations.json"), "images": str(dataset / "images")}
     config = {
@@ -56,6 +61,13 @@ def tiny_config(dataset: Path, output: Path, **top) -> dict:
     }
     config.update(top)
     return config
+
+
+def fixed_batch(config: TrainConfig) -> list:
+    """The first two training samples at 96 px, unflipped: the same batch every call."""
+    source = training_source(config.data.train)
+    dataset = TrainingDataset(source, len(source), Augmentation((96,), 160, False, FlipSymmetry()), seed=0)
+    return [dataset[(i, i)] for i in range(2)]
 
 
 def test_config_file_overrides_and_errors(tmp_path):
@@ -144,9 +156,7 @@ def test_initial_weights_load_where_names_and_shapes_fit(tmp_path):
 def test_a_few_steps_overfit_a_fixed_batch(tiny_synthetic_set, tmp_path):
     torch.manual_seed(0)
     config = train_config_from_dict(tiny_config(tiny_synthetic_set, tmp_path))
-    source = training_source(config.data.train)
-    dataset = TrainingDataset(source, len(source), Augmentation((96,), 160, False, FlipSymmetry()), seed=0)
-    batch = [dataset[(i, i)] for i in range(2)]
+    batch = fixed_batch(config)
     model = build_training_model(config)
     network = TrainingModel(model, config.loss)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.005, momentum=0.9)
