@@ -17,9 +17,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..errors import DensePoseError
+from ..modeling.cascade import NUM_KEYPOINTS
 
 DP_POINT_KEYS = ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")
-NUM_KEYPOINTS = 17
 DP_MASK_SIZE = 256  # dp_masks and dp_x/dp_y live in the box scaled to 256 x 256
 N_COARSE_PARTS = 14
 PERSON_CATEGORY_ID = 1

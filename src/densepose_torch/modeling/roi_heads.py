@@ -3,6 +3,7 @@ the DensePose branch that runs on those detections (detectron2's DensePoseROIHea
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,8 @@ from .densepose_heads import ChartPredictor, Decoder, DeepLabHead, V1ConvXHead
 ROI_SCALES = (1 / 4, 1 / 8, 1 / 16, 1 / 32)  # p2..p5
 BOX_POOLER_RESOLUTION = 7
 DENSEPOSE_POOLER_SAMPLING_RATIO = 2
+# (features, boxes per image, output size, scales, sampling ratio, aligned) -> (R, C, P, P)
+Pooler = Callable[[list[torch.Tensor], list[torch.Tensor], int, list[float], int, bool], torch.Tensor]
 
 
 class BoxHead(nn.Module):
@@ -69,11 +72,7 @@ class DensePoseROIHeads(nn.Module):
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Person boxes (input-image pixels) and scores per image: score > threshold, NMS, top-k."""
         config = self.config
-        sampling_ratio = config.box_pooler_sampling_ratio
-        pooled = multilevel_roi_align(
-            features[:4], proposals, BOX_POOLER_RESOLUTION, list(ROI_SCALES), sampling_ratio, config.box_pooler_aligned
-        )
-        logits, deltas = self.box_predictor(self.box_head(pooled))
+        logits, deltas = self.box_predictor(self.box_head(self.pool_box_features(features, proposals)))
         detections = []
         start = 0
         for image_proposals, (height, width) in zip(proposals, image_sizes):
@@ -92,14 +91,22 @@ class DensePoseROIHeads(nn.Module):
             detections.append((boxes[keep], person[keep]))
         return detections
 
-    def pool_densepose_features(self, features: list[torch.Tensor], boxes: list[torch.Tensor]) -> torch.Tensor:
+    def pool_box_features(self, features: list[torch.Tensor], boxes: list[torch.Tensor], pool: Pooler = multilevel_roi_align) -> torch.Tensor:
+        """(R, C, 7, 7) box-head inputs of the given boxes, from p2..p5 by box size. `pool` is the
+        bit-exact inference kernel; training passes a differentiable one with the same arguments."""
+        config = self.config
+        return pool(features[:4], boxes, BOX_POOLER_RESOLUTION, list(ROI_SCALES), config.box_pooler_sampling_ratio, config.box_pooler_aligned)
+
+    def pool_densepose_features(
+        self, features: list[torch.Tensor], boxes: list[torch.Tensor], pool: Pooler = multilevel_roi_align
+    ) -> torch.Tensor:
         """(R, C, P, P) features of the given boxes: from the decoder's stride-4 map, or (legacy)
-        from p2..p5 by box size."""
+        from p2..p5 by box size. `pool` as in pool_box_features."""
         resolution = self.config.pooler_resolution
         if self.config.decoder:
             merged = self.decoder(features[:4])
-            return multilevel_roi_align([merged], boxes, resolution, [ROI_SCALES[0]], DENSEPOSE_POOLER_SAMPLING_RATIO, False)
-        return multilevel_roi_align(features[:4], boxes, resolution, list(ROI_SCALES), DENSEPOSE_POOLER_SAMPLING_RATIO, False)
+            return pool([merged], boxes, resolution, [ROI_SCALES[0]], DENSEPOSE_POOLER_SAMPLING_RATIO, False)
+        return pool(features[:4], boxes, resolution, list(ROI_SCALES), DENSEPOSE_POOLER_SAMPLING_RATIO, False)
 
     def densepose(
         self, features: list[torch.Tensor], boxes: list[torch.Tensor], dtype: torch.dtype | None = None
@@ -112,17 +119,16 @@ class DensePoseROIHeads(nn.Module):
         else:
             precision = torch.autocast(device_type=features[0].device.type, dtype=dtype)
         with precision:
-            pooled = self.pool_densepose_features(features, boxes)
-            if self.config.cascade:
-                outputs = self.branch_outputs(pooled)[-1]
-                outputs = {name: value for name, value in outputs.items() if name in self.densepose_predictor.fields}
-            else:
-                outputs = self.densepose_predictor(self.densepose_head(pooled))
-        return {name: value.float() for name, value in outputs.items()}
+            last_stage = self.branch_outputs(self.pool_densepose_features(features, boxes))[-1]
+        charts = self.densepose_predictor.fields  # a cascade's last stage also has "mask" and "keypoints"
+        return {name: value.float() for name, value in last_stage.items() if name in charts}
 
     def branch_outputs(self, pooled: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """Cascade models: the outputs (charts, "mask" logits, "keypoints" heatmap logits, all
-        on the charts' grid) of stage one and of stage two, from the pooled ROI features."""
+        """The outputs of every stage from the pooled ROI features: one stage of charts for plain
+        models; for cascade models stage one and stage two, each with charts, "mask" logits and/or
+        "keypoints" heatmap logits, all on the charts' grid."""
         first = self.densepose_predictor(self.densepose_head(pooled))
+        if not self.config.cascade:
+            return [first]
         first.update(self.tasks(pooled))
         return [first, self.cascade(pooled, first)]

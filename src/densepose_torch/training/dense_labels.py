@@ -27,7 +27,8 @@ from ..io.atomic import atomic_write
 from ..io.images import read_image
 from .config import DatasetConfig, TrainConfig
 from .datasets import dataset_files
-from .teacher import DP_FRAME, TeacherNet, load_teacher, teacher_outputs, train_teacher
+from .losses import DP_FRAME
+from .teacher import TeacherNet, load_teacher, teacher_outputs, train_teacher
 
 
 def _labelled(annotation: dict) -> bool:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..config import ModelConfig
+from ..data.densepose_coco import DP_MASK_SIZE
 from .config import LossConfig
 
-DP_FRAME = 256.0  # side of the box frame of dp_x, dp_y and dp_masks
+DP_FRAME = float(DP_MASK_SIZE)  # side of the box frame of dp_x, dp_y and dp_masks
 
 
 def rpn_losses(
@@ -54,6 +56,25 @@ class DensePoseTargets:
     v: torch.Tensor  # (P,)
     coarse_segm: torch.Tensor | None  # (N, 256, 256) coarse part maps; None if any ROI lacks one
     keypoints: torch.Tensor | None = None  # (N, 17, 3) the person's keypoints: image x, y, visibility
+
+
+def pack_densepose_targets(est_boxes: torch.Tensor, gt_boxes: torch.Tensor, instances: list) -> DensePoseTargets:
+    """Targets of N ROIs from the InstanceDensePose of each ROI's person (points repeated for
+    every ROI of the same person)."""
+    device = est_boxes.device
+
+    def cat(name: str, dtype: torch.dtype) -> torch.Tensor:
+        return torch.cat([torch.from_numpy(getattr(inst, name)) for inst in instances]).to(device, dtype)
+
+    counts = torch.tensor([len(inst.x) for inst in instances], device=device)
+    point_roi = torch.repeat_interleave(torch.arange(len(instances), device=device), counts)
+    segms = [inst.coarse_segm for inst in instances]
+    coarse = None if any(s is None for s in segms) else torch.from_numpy(np.stack(segms)).to(device)
+    return DensePoseTargets(
+        est_boxes=est_boxes.detach().float(), gt_boxes=gt_boxes.float(), point_roi=point_roi,
+        x=cat("x", torch.float32), y=cat("y", torch.float32), parts=cat("parts", torch.int64),
+        u=cat("u", torch.float32), v=cat("v", torch.float32), coarse_segm=coarse,
+    )
 
 
 @dataclass

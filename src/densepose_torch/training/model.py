@@ -8,25 +8,19 @@ inference is in the middle: anchors and proposals are matched to the ground trut
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..data.mapper import TrainingSample
 from ..modeling import DensePoseRCNN
 from ..modeling.cascade import NUM_KEYPOINTS
-from ..modeling.roi_heads import (
-    BOX_POOLER_RESOLUTION,
-    DENSEPOSE_POOLER_SAMPLING_RATIO,
-    ROI_SCALES,
-)
 from .config import LossConfig
 from .losses import (
-    DensePoseTargets,
     box_losses,
     densepose_losses,
     keypoint_loss,
     mask_loss,
+    pack_densepose_targets,
     rpn_losses,
 )
 from .pooling import multilevel_roi_align_trainable
@@ -88,11 +82,7 @@ class TrainingModel(nn.Module):
 
     def box_head(self, features: list[torch.Tensor], rois: list[SampledROIs], gt_boxes: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         heads = self.model.roi_heads
-        config = self.model.config
-        pooled = multilevel_roi_align_trainable(
-            features[:4], [r.boxes for r in rois], BOX_POOLER_RESOLUTION, list(ROI_SCALES),
-            config.box_pooler_sampling_ratio, config.box_pooler_aligned,
-        )
+        pooled = heads.pool_box_features(features, [r.boxes for r in rois], pool=multilevel_roi_align_trainable)
         class_logits, deltas = heads.box_predictor(heads.box_head(pooled))
         targets = []
         for r, boxes in zip(rois, gt_boxes):
@@ -123,25 +113,15 @@ class TrainingModel(nn.Module):
                 else:
                     person_keypoints = torch.from_numpy(sample.keypoints).to(r.boxes.device)
                 keypoints.append(person_keypoints[r.matched[chosen]])
-        if config.decoder:
-            pooled = multilevel_roi_align_trainable(
-                [heads.decoder(features[:4])], boxes, config.pooler_resolution, [ROI_SCALES[0]], DENSEPOSE_POOLER_SAMPLING_RATIO, False
-            )
-        else:
-            pooled = multilevel_roi_align_trainable(
-                features[:4], boxes, config.pooler_resolution, list(ROI_SCALES), DENSEPOSE_POOLER_SAMPLING_RATIO, False
-            )
+        pooled = heads.pool_densepose_features(features, boxes, pool=multilevel_roi_align_trainable)
         targets = pack_densepose_targets(torch.cat(boxes), torch.cat(matched_gt), instances) if instances else None
-        if not config.cascade:
-            outputs = {name: value.float() for name, value in heads.densepose_predictor(heads.densepose_head(pooled)).items()}
-            return densepose_losses(outputs, targets, config, loss)
         if targets is not None and config.cascade_keypoints:
             targets.keypoints = torch.cat(keypoints).float()
         losses = {}
-        # Both stages are supervised; stage one keeps the plain names, stage two adds "_stage2".
+        # Every stage is supervised (a cascade has two); stage one keeps the plain names, stage two adds "_stage2".
         for suffix, stage in zip(("", "_stage2"), heads.branch_outputs(pooled)):
             outputs = {name: value.float() for name, value in stage.items()}
-            charts = {name: value for name, value in outputs.items() if name not in ("mask", "keypoints")}
+            charts = {name: value for name, value in outputs.items() if name in heads.densepose_predictor.fields}
             stage_losses = densepose_losses(charts, targets, config, loss)
             if config.cascade_mask:
                 stage_losses["loss_mask"] = mask_loss(outputs["mask"], targets, loss.mask_weight)
@@ -150,21 +130,3 @@ class TrainingModel(nn.Module):
             losses.update({name + suffix: value for name, value in stage_losses.items()})
         return losses
 
-
-def pack_densepose_targets(est_boxes: torch.Tensor, gt_boxes: torch.Tensor, instances: list) -> DensePoseTargets:
-    """Targets of N ROIs from the InstanceDensePose of each ROI's person (points repeated for
-    every ROI of the same person)."""
-    device = est_boxes.device
-
-    def cat(name: str, dtype: torch.dtype) -> torch.Tensor:
-        return torch.cat([torch.from_numpy(getattr(inst, name)) for inst in instances]).to(device, dtype)
-
-    counts = torch.tensor([len(inst.x) for inst in instances], device=device)
-    point_roi = torch.repeat_interleave(torch.arange(len(instances), device=device), counts)
-    segms = [inst.coarse_segm for inst in instances]
-    coarse = None if any(s is None for s in segms) else torch.from_numpy(np.stack(segms)).to(device)
-    return DensePoseTargets(
-        est_boxes=est_boxes.detach().float(), gt_boxes=gt_boxes.float(), point_roi=point_roi,
-        x=cat("x", torch.float32), y=cat("y", torch.float32), parts=cat("parts", torch.int64),
-        u=cat("u", torch.float32), v=cat("v", torch.float32), coarse_segm=coarse,
-    )

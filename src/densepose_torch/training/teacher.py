@@ -38,14 +38,18 @@ from ..postprocessing import charts_from_outputs
 from ..results import DensePoseResult
 from .config import LossConfig, SolverConfig, TeacherConfig, TrainConfig
 from .datasets import dataset_files
-from .init import export_model, initialize_backbone, initialize_convolutions, prepare_backbone
-from .losses import DensePoseTargets, densepose_losses
+from .init import (
+    export_model,
+    initialize_backbone,
+    initialize_convolutions,
+    prepare_backbone,
+)
+from .losses import densepose_losses, pack_densepose_targets
 from .solver import build_optimizer, learning_rate
 
 TEACHER_FORMAT = "densepose-torch-teacher-1"
 TEACHER_FINAL = "teacher_final.pth"
 TEACHER_LAST = "last_teacher_checkpoint"
-DP_FRAME = 256.0
 CHARTS = ModelConfig()  # the chart predictor's layout: 2 coarse channels, no confidences
 
 
@@ -92,14 +96,9 @@ def teacher_outputs(teacher: TeacherNet, bgr: np.ndarray, boxes: np.ndarray, chu
     batch = torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()).float().to(teacher.device)
     pieces: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad():
-        for start in range(0, max(len(batch), 1), chunk):
-            part = batch[start : start + chunk]
-            if len(part) == 0:
-                break
-            for name, value in teacher(part).items():
+        for start in range(0, len(batch), chunk):
+            for name, value in teacher(batch[start : start + chunk]).items():
                 pieces.setdefault(name, []).append(value.float())
-    if not pieces:
-        return {}
     return {name: torch.cat(values) for name, values in pieces.items()}
 
 
@@ -142,21 +141,11 @@ def teacher_batch(people: list[PersonCrop], config: TeacherConfig, symmetry: Fli
             crop = crop[:, ::-1]
         crops.append(np.ascontiguousarray(crop.transpose(2, 0, 1)))
         instances.append(person_densepose(entry.person, flip, symmetry))
+    # The crop is the person's box, so the "proposal" and the person box are both the whole crop.
     frame = torch.tensor([[0.0, 0.0, float(size), float(size)]]).repeat(count, 1)
-
-    def cat(name: str, dtype: torch.dtype) -> torch.Tensor:
-        return torch.cat([torch.from_numpy(getattr(inst, name)) for inst in instances]).to(dtype)
-
-    counts = torch.tensor([len(inst.x) for inst in instances])
-    segms = [inst.coarse_segm for inst in instances]
-    coarse = None
-    if config.segmentation and all(s is not None for s in segms):
-        coarse = torch.from_numpy(np.stack(segms))
-    targets = DensePoseTargets(
-        est_boxes=frame, gt_boxes=frame.clone(), point_roi=torch.repeat_interleave(torch.arange(count), counts),
-        x=cat("x", torch.float32), y=cat("y", torch.float32), parts=cat("parts", torch.int64),
-        u=cat("u", torch.float32), v=cat("v", torch.float32), coarse_segm=coarse,
-    )
+    targets = pack_densepose_targets(frame, frame.clone(), instances)
+    if not config.segmentation:
+        targets.coarse_segm = None  # the paper's teacher learns from the points alone
     return torch.from_numpy(np.stack(crops)).float(), targets
 
 

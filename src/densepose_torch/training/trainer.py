@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ..checkpoint import read_state_dict, save_checkpoint
+from ..checkpoint import save_checkpoint
 from ..data.loader import StreamBatchSampler, TrainingDataset, build_train_loader
 from ..data.mapper import Augmentation
 from ..data.transforms import load_flip_symmetry
@@ -131,8 +131,7 @@ def restore(output: Path, model: DensePoseRCNN, optimizer, scaler) -> int:
         raise DensePoseError(f"nothing to resume in {output}: it has no {LAST_CHECKPOINT} (start without --resume)")
     path = output / pointer.read_text(encoding="utf-8").strip()
     data = torch.load(path, map_location="cpu", weights_only=False)
-    state, _, _ = read_state_dict(path)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(data["model"], strict=False)
     if unexpected or any(not key.endswith("num_batches_tracked") for key in missing):
         raise DensePoseError(f"{path} does not fit the configured model (e.g. {(unexpected or missing)[0]}); "
                              "was the model section changed since the run started?")
