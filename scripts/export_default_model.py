@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from densepose_torch import load_model
+from densepose_torch import DensePoseError, load_model
 from densepose_torch.checkpoint import DEFAULT_MODEL_FILE, save_checkpoint
 
 ASSET = Path(__file__).resolve().parents[1] / "src" / "densepose_torch" / "assets" / DEFAULT_MODEL_FILE
@@ -25,7 +25,10 @@ def main() -> None:
     parser.add_argument("checkpoint", help="a checkpoint written by `densepose train` (model_final.pth)")
     parser.add_argument("--output", default=str(ASSET), help=f"where to write it (default: {ASSET})")
     args = parser.parse_args()
-    model = load_model(args.checkpoint)
+    try:
+        model = load_model(args.checkpoint)
+    except DensePoseError as error:
+        raise SystemExit(f"export_default_model: error: {error}") from None
     model.name = "default"
     path = save_checkpoint(model, args.output, half=True)
     size = path.stat().st_size
