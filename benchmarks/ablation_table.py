@@ -93,10 +93,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=Path("out/ablation"))
     parser.add_argument("--png", type=Path, help="also draw the figures as a bar chart")
+    parser.add_argument("--extra", action="append", default=[], metavar="FOLDER=LABEL",
+                        help="also list the run in RUNS/FOLDER (e.g. a row trained with a command-line override)")
     args = parser.parse_args()
+    rows = list(ROWS)
+    for extra in args.extra:
+        folder, sep, label = extra.partition("=")
+        if not sep or not folder or not label:
+            raise SystemExit(f"ablation_table: error: --extra takes FOLDER=LABEL, got {extra!r}")
+        rows.append((folder, label))
     lines = ["| row | GPS AP | GPSm AP | part mIoU (%) | box AP | s / iteration | wall time |", "|---|---|---|---|---|---|---|"]
     drawn = []
-    for row, label in ROWS:
+    for row, label in rows:
         summary = row_summary(args.runs, row)
         if summary is None:
             lines.append(f"| {label} | not run | | | | | {row_time(args.runs, row)} |")
