@@ -43,14 +43,19 @@ def main() -> None:
     people = right = 0
     points = 0
     u_error, v_error = [], []
+    truth_image, truth = None, None  # an image's people are consecutive: read its ground truth once
     for annotation in labelled["annotations"]:
-        if people >= args.count or "dp_x" not in annotation or annotation["id"] not in sparse_count:
+        if people >= args.count:
+            break
+        if "dp_x" not in annotation or annotation["id"] not in sparse_count:
             continue
         first = sparse_count[annotation["id"]]
         part = np.asarray(annotation["dp_I"][first:], dtype=np.int64)
         if part.size == 0:
             continue
-        truth = read_dense(dense_root / (Path(files[annotation["image_id"]]).stem + ".npz"))
+        if annotation["image_id"] != truth_image:
+            truth_image = annotation["image_id"]
+            truth = read_dense(dense_root / (Path(files[truth_image]).stem + ".npz"))
         x, y, w, h = annotation["bbox"]
         col = np.asarray(annotation["dp_x"][first:]) / DP_FRAME * w + x
         row = np.asarray(annotation["dp_y"][first:]) / DP_FRAME * h + y

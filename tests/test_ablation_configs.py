@@ -27,7 +27,7 @@ def test_each_row_changes_one_thing_from_the_region_based_row():
     # Distillation also scales the U/V weight down: those losses are sums over points, and the
     # teacher adds several points per sparse one, so the same weight would multiply their pull.
     assert _differences(region, rows["distillation"].to_dict()) == {"output", "distillation", "loss.point_weight"}
-    assert rows["distillation"].loss.point_weight < load_train_config(ABLATION / "region.yaml").loss.point_weight
+    assert rows["distillation"].loss.point_weight < region["loss"]["point_weight"]
     assert _differences(rows["distillation"].to_dict(), rows["cascade"].to_dict()) == {"output", "model.cascade_keypoints"}
     assert rows["cascade"].distillation == rows["distillation"].distillation  # one teacher, one set of dense labels
     fcn = rows["fully_convolutional"].distillation
