@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densepose_torch.synthetic.dataset import read_dense
+from densepose_torch.synthetic.dataset import dense_truth_path, read_dense
 from densepose_torch.training.losses import DP_FRAME
 
 
@@ -38,7 +38,6 @@ def main() -> None:
     original = _load(args.dataset / "annotations.json", "give the `densepose synth` folder of the labels")
     sparse_count = {a["id"]: len(a.get("dp_x", ())) for a in original["annotations"]}
     files = {image["id"]: image["file_name"] for image in original["images"]}
-    dense_root = args.dataset / original["info"]["dense_root"]
 
     people = right = 0
     points = 0
@@ -55,7 +54,7 @@ def main() -> None:
             continue
         if annotation["image_id"] != truth_image:
             truth_image = annotation["image_id"]
-            truth = read_dense(dense_root / (Path(files[truth_image]).stem + ".npz"))
+            truth = read_dense(dense_truth_path(args.dataset / "annotations.json", original, files[truth_image]))
         x, y, w, h = annotation["bbox"]
         col = np.asarray(annotation["dp_x"][first:]) / DP_FRAME * w + x
         row = np.asarray(annotation["dp_y"][first:]) / DP_FRAME * h + y

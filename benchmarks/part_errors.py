@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from densepose_torch import DensePoseError, Predictor, load_model
+from densepose_torch.synthetic.dataset import dense_truth_path, read_dense
 from densepose_torch.training.evaluation import NUM_LABELS, part_confusion, part_miou
 
 
@@ -33,7 +34,6 @@ def main() -> None:
     if not annotations.is_file():
         raise SystemExit(f"part_errors: error: {annotations} does not exist (give a folder written by `densepose synth`)")
     dataset = json.loads(annotations.read_text(encoding="utf-8"))
-    dense_root = args.dataset / dataset["info"]["dense_root"]
     try:
         predictor = Predictor(load_model(args.model))
     except DensePoseError as error:
@@ -43,8 +43,7 @@ def main() -> None:
         result = predictor(args.dataset / "images" / image["file_name"])
         shown = result.above(args.min_score)
         predicted = shown.to_dense().I if len(shown) else np.zeros(result.image_size, np.uint8)
-        with np.load(dense_root / (Path(image["file_name"]).stem + ".npz")) as truth:
-            confusion += part_confusion(predicted, truth["I"])
+        confusion += part_confusion(predicted, read_dense(dense_truth_path(annotations, dataset, image["file_name"])).I)
 
     body = confusion[1:, 1:]
     print(f"{min(args.count, len(dataset['images']))} images of {args.dataset}, model {args.model or 'default'}")

@@ -140,6 +140,16 @@ def render_to_disk(generator: SceneGenerator, job: SynthJob, index: int) -> None
                         "annotations": np.array(json.dumps(records, separators=(",", ":")))})
 
 
+def dense_truth_path(annotations: str | os.PathLike, dataset: dict, file_name: str) -> Path | None:
+    """Where the dense ground truth of image `file_name` lies, for a set whose annotation file
+    `annotations` holds `dataset`; None when the set names none (no `info.dense_root`)."""
+    info = dataset.get("info")
+    root = info.get("dense_root") if isinstance(info, dict) else None
+    if not isinstance(root, str):
+        return None
+    return Path(annotations).parent / root / (Path(file_name).stem + ".npz")
+
+
 def read_dense(path: str | os.PathLike) -> DenseMaps:
     """Dense ground truth of one synthetic image: I (uint8), U and V (float32), instance
     (uint16, k = the annotation with instance_id k)."""

@@ -23,6 +23,7 @@ from ..inference import Predictor
 from ..io.coco_results import quantize_chart
 from ..modeling import DensePoseRCNN
 from ..results import DensePoseResult
+from ..synthetic.dataset import dense_truth_path
 
 NUM_LABELS = 25  # background + 24 parts
 
@@ -50,11 +51,8 @@ def point_labels(annotation: dict, part_map: np.ndarray) -> tuple[np.ndarray, np
     return np.asarray(annotation["dp_I"], np.int64), part_map[rows, cols]
 
 
-def _dense_parts(dense_root: Path | None, file_name: str) -> np.ndarray | None:
-    if dense_root is None:
-        return None
-    path = dense_root / (Path(file_name).stem + ".npz")
-    if not path.is_file():
+def _dense_parts(path: Path | None) -> np.ndarray | None:
+    if path is None or not path.is_file():
         return None
     with np.load(path) as data:
         return data["I"]
@@ -92,8 +90,6 @@ def evaluate_predictions(
     chosen_ids = {image["id"] for image in chosen}
     subset = dict(dataset, images=list(chosen), annotations=[a for a in dataset["annotations"] if a["image_id"] in chosen_ids])
     gt = load_ground_truth(subset)
-    info = dataset.get("info") if isinstance(dataset.get("info"), dict) else {}
-    dense_root = Path(annotations).parent / info["dense_root"] if isinstance(info.get("dense_root"), str) else None
 
     records: list[dict] = []
     confusion = np.zeros((NUM_LABELS, NUM_LABELS), dtype=np.int64)
@@ -106,7 +102,7 @@ def evaluate_predictions(
         result = predict(path)
         records += _records(result, image["id"])
         part_map = result.above(min_score).to_dense().I if len(result) else np.zeros(result.image_size, np.uint8)
-        truth = _dense_parts(dense_root, image["file_name"])
+        truth = _dense_parts(dense_truth_path(annotations, dataset, image["file_name"]))
         if truth is not None:
             confusion += part_confusion(part_map, truth)
             dense_images += 1
