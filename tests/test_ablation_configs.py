@@ -23,15 +23,25 @@ def _differences(a: dict, b: dict, prefix: str = "") -> set[str]:
 
 def test_each_row_changes_one_thing_from_the_region_based_row():
     region = load_train_config(ABLATION / "region.yaml").to_dict()
-    rows = {name: load_train_config(ABLATION / f"{name}.yaml") for name in ("distillation", "cascade", "fully_convolutional")}
+    names = ("distillation", "cascade", "fully_convolutional", "fully_convolutional_crops")
+    rows = {name: load_train_config(ABLATION / f"{name}.yaml") for name in names}
     # Distillation also scales the U/V weight down: those losses are sums over points, and the
     # teacher adds several points per sparse one, so the same weight would multiply their pull.
     assert _differences(region, rows["distillation"].to_dict()) == {"output", "distillation", "loss.point_weight"}
     assert rows["distillation"].loss.point_weight < region["loss"]["point_weight"]
     assert _differences(rows["distillation"].to_dict(), rows["cascade"].to_dict()) == {"output", "model.cascade_keypoints"}
     assert rows["cascade"].distillation == rows["distillation"].distillation  # one teacher, one set of dense labels
-    fcn = rows["fully_convolutional"].distillation
-    assert fcn.teacher.segmentation and not rows["distillation"].distillation.teacher.segmentation
-    assert fcn.output != rows["distillation"].distillation.output
-    assert fcn.teacher == rows["distillation"].distillation.teacher.__class__(
-        **{**rows["distillation"].distillation.teacher.__dict__, "segmentation": True})
+    teacher = rows["distillation"].distillation.teacher
+    crops = rows["fully_convolutional_crops"].distillation
+    assert crops.teacher == teacher.__class__(**{**teacher.__dict__, "segmentation": True})
+    # The whole-image row: the region-based row's widths, images per iteration, iterations and
+    # image size, with no RoI pooling in the DensePose branch.
+    whole = rows["fully_convolutional"].distillation.teacher
+    model = region["model"]
+    assert whole.whole_image and whole.segmentation and not teacher.whole_image
+    assert (whole.base_channels, whole.fpn_channels, whole.head_channels, whole.head_convs) == (
+        model["base_channels"], model["fpn_channels"], model["head_channels"], model["head_convs"])
+    assert (whole.crops_per_batch, whole.max_iter) == (region["solver"]["ims_per_batch"], region["solver"]["max_iter"])
+    assert whole.crop_size == region["data"]["train"][0]["synthetic"]["size"]
+    outputs = {rows[name].distillation.output for name in names}
+    assert len(outputs) == 3  # the two evaluated networks do not share a folder with the distillation teacher

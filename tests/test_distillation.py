@@ -1,6 +1,7 @@
 """Distillation: the teacher's person crops, its training (resumable to the bit), the dense
 labels it writes (inside the mask, after the sparse points, resumable), the student trained on
-them by `densepose train`, and the teacher evaluated as a fully convolutional model."""
+them by `densepose train`, and the teacher evaluated as a fully convolutional model (on person
+crops, or on whole images: the ablation's first row)."""
 from __future__ import annotations
 
 import json
@@ -29,10 +30,12 @@ from densepose_torch.training.teacher import (
     CHARTS,
     TeacherNet,
     TeacherPredictor,
-    annotated_people,
     crop_person,
+    image_densepose,
     load_teacher,
     teacher_batch,
+    teacher_examples,
+    teacher_outputs,
     train_teacher,
 )
 from densepose_torch.training.trainer import read_metrics, train
@@ -72,7 +75,7 @@ def test_config_section_checks_and_defaults(tmp_path):
 
 def test_teacher_batches_hold_only_points_unless_segmentation_and_it_fits_them(tiny_synthetic_set, tmp_path):
     config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path))
-    people = annotated_people(config)
+    people = teacher_examples(config)
     teacher_config = config.distillation.teacher
     crops, targets = teacher_batch(people, teacher_config, FlipSymmetry(), 0, 0)
     assert crops.shape == (4, 3, 64, 64) and targets.coarse_segm is None
@@ -98,6 +101,60 @@ def test_teacher_batches_hold_only_points_unless_segmentation_and_it_fits_them(t
         optimizer.step()
         totals.append(total.item())
     assert np.mean(totals[-3:]) < 0.7 * totals[0], totals
+
+
+def test_whole_image_targets_put_every_person_in_the_image_frame(tiny_synthetic_set, tmp_path):
+    config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path, dict(TINY_TEACHER, whole_image=True, segmentation=True)))
+    examples = teacher_examples(config)
+    assert len(examples) == 6 and all(e.box.tolist() == [0, 0, 96, 96] for e in examples)
+    example = max(examples, key=lambda e: len(e.people))
+    assert len(example.people) > 1
+    merged = image_densepose(example, False, FlipSymmetry())
+    # Each person's points, from its box frame to image pixels, then to the image's 256 frame.
+    x, y = [], []
+    for person in example.people:
+        x0, y0, x1, y1 = person.box
+        x.append((x0 + person.points.x * (x1 - x0) / 256) * 256 / 96)
+        y.append((y0 + person.points.y * (y1 - y0) / 256) * 256 / 96)
+    np.testing.assert_allclose(merged.x, np.concatenate(x), atol=1e-3)  # float32 rounding of 0..256 values
+    np.testing.assert_allclose(merged.y, np.concatenate(y), atol=1e-3)
+    assert len(merged.parts) == sum(len(p.points.x) for p in example.people)
+    # The painted coarse map is the union of the people's masks: their points fall on it as often
+    # as on their own masks (a point on a mask's edge may round to the next cell: 2 % slack).
+    own = np.concatenate([decode_coarse_segmentation(p.masks)[p.points.y.astype(int), p.points.x.astype(int)] > 0 for p in example.people])
+    painted = merged.coarse_segm[merged.y.astype(int).clip(0, 255), merged.x.astype(int).clip(0, 255)] > 0
+    assert painted.mean() >= own.mean() - 0.02 and painted.mean() > 0.9
+    assert 0.02 < (merged.coarse_segm > 0).mean() < 0.9
+    flipped = image_densepose(example, True, FlipSymmetry())
+    np.testing.assert_allclose(flipped.x, 256 - merged.x, atol=1e-3)
+    np.testing.assert_array_equal(flipped.y, merged.y)
+    mirrored = merged.coarse_segm[:, ::-1] > 0
+    assert ((flipped.coarse_segm > 0) == mirrored).mean() > 0.99  # nearest-neighbour placement may move an edge by a cell
+
+    crops, targets = teacher_batch(examples, config.distillation.teacher, FlipSymmetry(), 0, 0)
+    assert crops.shape == (4, 3, 64, 64) and targets.coarse_segm.shape == (4, 256, 256)
+    assert targets.est_boxes.tolist() == [[0, 0, 64, 64]] * 4
+
+
+def test_whole_image_teacher_cuts_each_box_from_one_pass_over_the_image():
+    teacher = TeacherNet(TeacherConfig(**dict(TINY_TEACHER, whole_image=True, segmentation=True))).eval()
+    seen = []
+
+    def ramps(crops):  # channel 0: the crop's x coordinate, channel 1: its y coordinate (pixel centres)
+        seen.append(crops.shape)
+        side = crops.shape[-1]
+        centres = torch.arange(side, dtype=torch.float32) + 0.5
+        return {"u": torch.stack([centres.expand(side, side), centres[:, None].expand(side, side)])[None]}
+
+    teacher.forward = ramps
+    image = np.zeros((80, 160, 3), np.uint8)  # not square: x and y scale differently into the 64 x 64 input
+    boxes = np.array([[20.0, 10.0, 100.0, 50.0], [0.0, 0.0, 160.0, 80.0]])
+    out = teacher_outputs(teacher, image, boxes)["u"]
+    assert seen == [(1, 3, 64, 64)] and out.shape == (2, 2, 56, 56)
+    # A linear ramp survives bilinear RoIAlign: bin j of box 0 holds the input x of its centre.
+    centres = (torch.arange(56) + 0.5) / 56
+    np.testing.assert_allclose(out[0, 0, 5], (20 + centres * 80) * 64 / 160, atol=1e-4)
+    np.testing.assert_allclose(out[0, 1, :, 5], (10 + centres * 40) * 64 / 80, atol=1e-4)
 
 
 class _Interrupt(Exception):

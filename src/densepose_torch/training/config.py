@@ -124,7 +124,9 @@ class TeacherConfig:
     + FPN + the Panoptic-FPN decoder + a V1ConvX head and the chart predictor) applied to each
     person's ground-truth box, cut out and resized to crop_size x crop_size; trained on the
     sparse points only (with `segmentation`, also on the dp_masks foreground: that makes it a
-    stand-alone fully convolutional DensePose model, the ablation's first row)."""
+    stand-alone fully convolutional DensePose model). With `whole_image` it sees each whole
+    training image warped to crop_size x crop_size, all its people at once, instead of person
+    crops: the paper's whole-image fully convolutional baseline, the ablation's first row."""
 
     depth: int = 18
     base_channels: int = 32
@@ -133,6 +135,7 @@ class TeacherConfig:
     head_convs: int = 4
     crop_size: int = 128
     segmentation: bool = False
+    whole_image: bool = False
     crops_per_batch: int = 16
     max_iter: int = 2000
     base_lr: float = 0.001  # AdamW, linear warmup over the first 5 %, x0.1 for the last 20 %

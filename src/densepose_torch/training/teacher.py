@@ -7,6 +7,9 @@ annotations use (dp_x, dp_y and dp_masks live in the box scaled to 256 x 256), s
 the region-based ones with the proposal equal to the person box. `train_teacher` is resumable:
 `OUTPUT/teacher_NNNNNNN.pth` checkpoints (weights, optimizer, iteration) and the batches are a
 function of the iteration; `OUTPUT/teacher_final.pth` holds the trained weights.
+
+With `whole_image` the same network is the paper's whole-image fully convolutional baseline:
+each input is a whole training image and its people are one target in the image's frame.
 """
 from __future__ import annotations
 
@@ -22,8 +25,13 @@ from torch import nn
 from tqdm import tqdm
 
 from ..config import ModelConfig
-from ..data.densepose_coco import PersonAnnotation, read_records, training_records
-from ..data.mapper import person_densepose
+from ..data.densepose_coco import (
+    DP_MASK_SIZE,
+    PersonAnnotation,
+    read_records,
+    training_records,
+)
+from ..data.mapper import InstanceDensePose, person_densepose
 from ..data.transforms import FlipSymmetry, load_flip_symmetry
 from ..errors import DensePoseError
 from ..inference import Predictor
@@ -34,6 +42,7 @@ from ..modeling.densepose_heads import ChartPredictor, Decoder, V1ConvXHead
 from ..modeling.densepose_rcnn import PIXEL_MEAN_BGR
 from ..modeling.fpn import FPN
 from ..modeling.resnet import ResNet
+from ..ops.roi_align import roi_align
 from ..postprocessing import charts_from_outputs
 from ..results import DensePoseResult
 from .config import LossConfig, SolverConfig, TeacherConfig, TrainConfig
@@ -89,8 +98,15 @@ def crop_person(bgr: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(bgr, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
-def teacher_outputs(teacher: TeacherNet, bgr: np.ndarray, boxes: np.ndarray, chunk: int = 16) -> dict[str, torch.Tensor]:
-    """Chart outputs (N, C, S, S) of the teacher on the crops of XYXY `boxes` of a BGR image."""
+def teacher_outputs(teacher: TeacherNet, bgr: np.ndarray, boxes: np.ndarray) -> dict[str, torch.Tensor]:
+    """Chart outputs (N, C, S, S) of the teacher for the XYXY `boxes` of a BGR image: on their
+    crops, or for a `whole_image` teacher cut from its outputs on the whole image."""
+    if teacher.config.whole_image:
+        return _cut_from_whole_image(teacher, bgr, boxes)
+    return _outputs_on_crops(teacher, bgr, boxes)
+
+
+def _outputs_on_crops(teacher: TeacherNet, bgr: np.ndarray, boxes: np.ndarray, chunk: int = 16) -> dict[str, torch.Tensor]:
     size = teacher.config.crop_size
     crops = np.stack([crop_person(bgr, box, size) for box in boxes]) if len(boxes) else np.zeros((0, size, size, 3), np.uint8)
     batch = torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()).float().to(teacher.device)
@@ -102,46 +118,95 @@ def teacher_outputs(teacher: TeacherNet, bgr: np.ndarray, boxes: np.ndarray, chu
     return {name: torch.cat(values) for name, values in pieces.items()}
 
 
+def _cut_from_whole_image(teacher: TeacherNet, bgr: np.ndarray, boxes: np.ndarray, size: int = 56) -> dict[str, torch.Tensor]:
+    """The image is seen once, whatever the number of people; each box's charts are RoIAligned
+    from the outputs at `size` (56: the charts of a region-based head pooling 14 x 14)."""
+    height, width = bgr.shape[:2]
+    maps = _outputs_on_crops(teacher, bgr, np.array([[0.0, 0.0, width, height]]))
+    side = teacher.config.crop_size
+    frame = torch.from_numpy(np.asarray(boxes, np.float32).reshape(-1, 4)) * torch.tensor([side / width, side / height] * 2)
+    rois = torch.cat([torch.zeros((len(frame), 1)), frame], dim=1).to(teacher.device)
+    return {name: roi_align(value, rois, size, 1.0, 2, aligned=True) for name, value in maps.items()}
+
+
 @dataclass(frozen=True)
-class PersonCrop:
-    """A person with DensePose points: where to find it (image path, annotation)."""
+class TeacherExample:
+    """One input of the teacher: the region of an image it sees (a person's box, or the whole
+    image) and the annotated people it learns from there."""
 
     image: Path
-    person: PersonAnnotation
+    box: np.ndarray  # (4,) XYXY, image pixels
+    people: tuple[PersonAnnotation, ...]
 
 
-def annotated_people(config: TrainConfig) -> list[PersonCrop]:
-    """Every non-crowd person with DensePose points in the on-disk training sets."""
-    people = []
+def teacher_examples(config: TrainConfig) -> list[TeacherExample]:
+    """The teacher's inputs in the on-disk training sets: every non-crowd person with DensePose
+    points, or with `whole_image` every image whose non-crowd people all have points and
+    dp_masks (an unannotated person would be taught as background)."""
+    whole_image = config.distillation.teacher.whole_image
+    examples = []
     for dataset in config.data.train:
         files = dataset_files(dataset, write=False)
         if files is None:
             raise DensePoseError("distillation needs the training sets on disk (synthetic sets need a `cache` folder)")
         for record in training_records(read_records(*files)):
-            people += [PersonCrop(record.path, p) for p in record.persons if p.points is not None and not p.crowd]
-    if not people:
-        raise DensePoseError("distillation: the training sets have no person with DensePose points")
-    return people
+            people = tuple(p for p in record.persons if not p.crowd)
+            if not whole_image:
+                examples += [TeacherExample(record.path, p.box, (p,)) for p in people if p.points is not None]
+            elif all(p.points is not None and p.masks is not None for p in people):
+                examples.append(TeacherExample(record.path, np.array([0.0, 0.0, record.width, record.height]), people))
+    if not examples:
+        what = "image whose people all have DensePose points and masks" if whole_image else "person with DensePose points"
+        raise DensePoseError(f"distillation: the training sets have no {what}")
+    return examples
 
 
-def teacher_batch(people: list[PersonCrop], config: TeacherConfig, symmetry: FlipSymmetry, seed: int, iteration: int):
+def image_densepose(example: TeacherExample, flip: bool, symmetry: FlipSymmetry) -> InstanceDensePose:
+    """The targets of all the example's people as one instance in the frame of its box (256 x
+    256, as a person's own targets), mirrored when `flip`. Where people overlap, the coarse
+    maps keep the larger part index."""
+    x0, y0, x1, y1 = (float(v) for v in example.box)
+    scale_x, scale_y = DP_MASK_SIZE / (x1 - x0), DP_MASK_SIZE / (y1 - y0)
+    pieces = []
+    segm = np.zeros((DP_MASK_SIZE, DP_MASK_SIZE), np.uint8)
+    for person in example.people:
+        target = person_densepose(person, flip, symmetry)
+        px0, py0, px1, py1 = (float(v) for v in person.box)
+        if flip:
+            px0, px1 = x0 + x1 - px1, x0 + x1 - px0
+        # Person frame -> example frame: an affine map per axis.
+        kx, ky = (px1 - px0) * scale_x / DP_MASK_SIZE, (py1 - py0) * scale_y / DP_MASK_SIZE
+        tx, ty = (px0 - x0) * scale_x, (py0 - y0) * scale_y
+        pieces.append((target.x * kx + tx, target.y * ky + ty, target.parts, target.u, target.v))
+        # OpenCV puts pixel centres at integers; our frames put them at i + 0.5.
+        matrix = np.array([[kx, 0.0, tx + 0.5 * kx - 0.5], [0.0, ky, ty + 0.5 * ky - 0.5]])
+        placed = cv2.warpAffine(target.coarse_segm, matrix, (DP_MASK_SIZE, DP_MASK_SIZE), flags=cv2.INTER_NEAREST, borderValue=0)
+        np.maximum(segm, placed, out=segm)
+    x, y, parts, u, v = (np.concatenate(column) for column in zip(*pieces))
+    return InstanceDensePose(x.astype(np.float32), y.astype(np.float32), parts, u, v, segm)
+
+
+def teacher_batch(examples: list[TeacherExample], config: TeacherConfig, symmetry: FlipSymmetry, seed: int, iteration: int):
     """Crops (N, 3, S, S) float and their DensePoseTargets for one iteration (a function of the
     seed and the iteration only, so a resumed run sees the same batches)."""
     rng = np.random.default_rng(np.random.SeedSequence((seed, iteration, 7)))
     count = config.crops_per_batch
-    chosen = rng.choice(len(people), size=count, replace=len(people) < count)
+    chosen = rng.choice(len(examples), size=count, replace=len(examples) < count)
     size = config.crop_size
     crops, instances = [], []
     for index in chosen:
-        entry = people[int(index)]
+        example = examples[int(index)]
         flip = config.random_flip and bool(rng.random() < 0.5)
-        bgr = np.ascontiguousarray(read_image(entry.image)[:, :, ::-1])
-        crop = crop_person(bgr, entry.person.box, size)
+        bgr = np.ascontiguousarray(read_image(example.image)[:, :, ::-1])
+        crop = crop_person(bgr, example.box, size)
         if flip:
             crop = crop[:, ::-1]
         crops.append(np.ascontiguousarray(crop.transpose(2, 0, 1)))
-        instances.append(person_densepose(entry.person, flip, symmetry))
-    # The crop is the person's box, so the "proposal" and the person box are both the whole crop.
+        if config.whole_image:
+            instances.append(image_densepose(example, flip, symmetry))
+        else:
+            instances.append(person_densepose(example.people[0], flip, symmetry))
+    # The crop is the targets' frame, so the "proposal" and the person box are both the whole crop.
     frame = torch.tensor([[0.0, 0.0, float(size), float(size)]]).repeat(count, 1)
     targets = pack_densepose_targets(frame, frame.clone(), instances)
     if not config.segmentation:
@@ -188,7 +253,7 @@ def train_teacher(config: TrainConfig, progress: bool = True) -> Path:
         return final
     if config.threads:
         torch.set_num_threads(config.threads)
-    people = annotated_people(config)
+    examples = teacher_examples(config)
     symmetry = load_flip_symmetry(config.data.uv_symmetry)
     solver = teacher_solver(teacher)
     loss = LossConfig()
@@ -210,7 +275,7 @@ def train_teacher(config: TrainConfig, progress: bool = True) -> Path:
         start = int(data["iteration"])
     bar = tqdm(total=solver.max_iter, initial=start, desc="teacher", unit="it", disable=not progress, dynamic_ncols=True)
     for iteration in range(start, solver.max_iter):
-        crops, targets = teacher_batch(people, teacher, symmetry, config.seed, iteration)
+        crops, targets = teacher_batch(examples, teacher, symmetry, config.seed, iteration)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(solver, iteration)
         outputs = {k: v.float() for k, v in model(crops).items()}
@@ -231,14 +296,16 @@ def train_teacher(config: TrainConfig, progress: bool = True) -> Path:
                 handle.write(name + "\n")
     bar.close()
     _save(final, model, iteration=solver.max_iter)
-    print(f"densepose train: teacher trained on {len(people)} people -> {final}", file=sys.stderr)
+    what = "images" if teacher.whole_image else "people"
+    print(f"densepose train: teacher trained on {len(examples)} {what} -> {final}", file=sys.stderr)
     return final
 
 
 class TeacherPredictor:
     """The teacher as a stand-alone fully convolutional DensePose model: a detector's person
-    boxes (and scores), the teacher's charts on their crops. Its foreground is the teacher's
-    coarse segmentation, so the teacher must be trained with `segmentation`."""
+    boxes (and scores), the teacher's charts on their crops (or, for a `whole_image` teacher, cut
+    from its outputs on the whole image). Its foreground is the teacher's coarse segmentation, so
+    the teacher must be trained with `segmentation`."""
 
     def __init__(self, teacher: TeacherNet, detector: DensePoseRCNN) -> None:
         self.teacher = teacher.eval()
