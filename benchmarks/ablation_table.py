@@ -5,8 +5,10 @@ row, the wall-clock time of its command, as a markdown table and a bar chart.
 
 Each row's figures come from its run (APs in percent as the evaluator reports them, part mIoU
 converted to percent): the final "eval" entry of OUTPUT/metrics.jsonl (rows trained
-by `densepose train`) or OUTPUT/evaluation.json (the fully convolutional row, made by
-`--eval-only --teacher`). Times come from RUNS/times/ROW.txt ("exit-code seconds"), written by
+by `densepose train`) or OUTPUT/evaluation.json (the fully convolutional rows, made by
+`--eval-only --teacher`). Reruns with other seeds in RUNS/ROW_seedN (e.g. `densepose train
+configs/ablation/region.yaml seed=1 output=out/ablation/region_seed1`) join their row: the table
+then gives the mean +- half the range over the seeds, and the chart the mean with the range. Times come from RUNS/times/ROW.txt ("exit-code seconds"), written by
 whoever ran the commands (the table in docs/training.md says how they were run).
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ import cv2
 import numpy as np
 
 ROWS = (
-    ("fcn", "fully convolutional (teacher + segmentation, on region boxes)"),
+    ("fcn", "fully convolutional (whole image; region-based boxes)"),
     ("region", "region-based DensePose R-CNN"),
     ("distillation", "+ distillation (teacher's dense labels)"),
     ("cascade", "+ keypoint cascade"),
@@ -62,28 +64,52 @@ def row_time(runs: Path, row: str) -> str:
     return f"{int(seconds) / 60:.1f} min" + ("" if code == "0" else f" (exit {code})")
 
 
-def draw(table: list[tuple[str, dict]], path: Path) -> None:
+def seed_summaries(runs: Path, row: str) -> list[dict]:
+    """The figures of the row's run and of its reruns with other seeds (RUNS/ROW_seedN)."""
+    folders = [row] + sorted(p.name for p in runs.glob(f"{row}_seed*") if p.is_dir())
+    return [s for s in (row_summary(runs, folder) for folder in folders) if s is not None]
+
+
+def combine(summaries: list[dict]) -> tuple[dict, dict, dict]:
+    """Mean, minimum and maximum of each figure over the seeds."""
+    stats = [{}, {}, {}]
+    for key, _ in FIGURES:
+        values = [s[key] for s in summaries if isinstance(s.get(key), float)]
+        if values:
+            for out, value in zip(stats, (float(np.mean(values)), min(values), max(values))):
+                out[key] = value
+    return stats[0], stats[1], stats[2]
+
+
+def draw(table: list[tuple[str, dict, dict, dict]], path: Path) -> None:
     width, height, left, bottom, top = 900, 420, 60, 70, 40
     image = np.full((height, width, 3), 255, np.uint8)
-    top_value = max(1e-6, max((s.get(k) or 0.0) for _, s in table for k, _ in FIGURES))
+    top_value = max(1e-6, max((s.get(k) or 0.0) for _, _, _, s in table for k, _ in FIGURES))
     scale = (height - top - bottom) / (top_value * 1.15)
     group = (width - left - 20) / len(table)
     bar = group / (len(FIGURES) + 1)
     cv2.line(image, (left, height - bottom), (width - 10, height - bottom), (0, 0, 0), 1)
-    for g, (label, summary) in enumerate(table):
+    for g, (label, summary, low, high) in enumerate(table):
         x0 = left + g * group + bar / 2
         for k, (key, _) in enumerate(FIGURES):
             value = summary.get(key) or 0.0
             x = int(x0 + k * bar)
             y = int(height - bottom - value * scale)
             cv2.rectangle(image, (x, y), (int(x + bar * 0.9), height - bottom), COLOURS[k], -1)
+            if high.get(key, value) > low.get(key, value):  # the range over seeds
+                middle = int(x + bar * 0.45)
+                y_low, y_high = (int(height - bottom - v[key] * scale) for v in (low, high))
+                cv2.line(image, (middle, y_low), (middle, y_high), (0, 0, 0), 1)
+                for end in (y_low, y_high):
+                    cv2.line(image, (middle - 3, end), (middle + 3, end), (0, 0, 0), 1)
+                y = min(y, y_high) - 3
             cv2.putText(image, f"{value:.2f}", (x - 2, y - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.putText(image, label, (int(x0), height - bottom + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     for k, (_, name) in enumerate(FIGURES):
         x = left + k * 170
         cv2.rectangle(image, (x, height - 30), (x + 14, height - 16), COLOURS[k], -1)
         cv2.putText(image, name, (x + 20, height - 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, "held-out synthetic set: ablation of configs/ablation/", (left, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
+    cv2.putText(image, "held-out synthetic set: ablation of configs/ablation/ (mean over seeds; whiskers: their range)", (left, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
                 (0, 0, 0), 1, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), image)
@@ -102,16 +128,25 @@ def main() -> None:
         if not sep or not folder or not label:
             raise SystemExit(f"ablation_table: error: --extra takes FOLDER=LABEL, got {extra!r}")
         rows.append((folder, label))
-    lines = ["| row | GPS AP | GPSm AP | part mIoU (%) | box AP | s / iteration | wall time |", "|---|---|---|---|---|---|---|"]
+    lines = ["| row | seeds | GPS AP | GPSm AP | part mIoU (%) | box AP | s / iteration | wall time |", "|---|---|---|---|---|---|---|---|"]
     drawn = []
     for row, label in rows:
-        summary = row_summary(args.runs, row)
-        if summary is None:
-            lines.append(f"| {label} | not run | | | | | {row_time(args.runs, row)} |")
+        summaries = seed_summaries(args.runs, row)
+        if not summaries:
+            lines.append(f"| {label} | 0 | not run | | | | | {row_time(args.runs, row)} |")
             continue
-        cells = [f"{summary[k]:.2f}" if isinstance(summary.get(k), float) else "-" for k, _ in FIGURES]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {step_time(args.runs, row)} | {row_time(args.runs, row)} |")
-        drawn.append((row, summary))
+        mean, low, high = combine(summaries)
+        cells = []
+        for key, _ in FIGURES:
+            if key not in mean:
+                cells.append("-")
+            elif len(summaries) > 1:
+                cells.append(f"{mean[key]:.2f} ± {(high[key] - low[key]) / 2:.2f}")
+            else:
+                cells.append(f"{mean[key]:.2f}")
+        times = f"{step_time(args.runs, row)} | {row_time(args.runs, row)}"
+        lines.append(f"| {label} | {len(summaries)} | " + " | ".join(cells) + f" | {times} |")
+        drawn.append((row, mean, low, high))
     print("\n".join(lines))
     if args.png and drawn:
         draw(drawn, args.png)
