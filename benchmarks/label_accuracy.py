@@ -54,7 +54,10 @@ def main() -> None:
             continue
         if annotation["image_id"] != truth_image:
             truth_image = annotation["image_id"]
-            truth = read_dense(dense_truth_path(args.dataset / "annotations.json", original, files[truth_image]))
+            path = dense_truth_path(args.dataset / "annotations.json", original, files[truth_image])
+            if path is None:
+                raise SystemExit(f"label_accuracy: error: {args.dataset} names no dense ground truth (give a `densepose synth` folder)")
+            truth = read_dense(path)
         x, y, w, h = annotation["bbox"]
         col = np.asarray(annotation["dp_x"][first:]) / DP_FRAME * w + x
         row = np.asarray(annotation["dp_y"][first:]) / DP_FRAME * h + y

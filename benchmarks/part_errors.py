@@ -43,7 +43,10 @@ def main() -> None:
         result = predictor(args.dataset / "images" / image["file_name"])
         shown = result.above(args.min_score)
         predicted = shown.to_dense().I if len(shown) else np.zeros(result.image_size, np.uint8)
-        confusion += part_confusion(predicted, read_dense(dense_truth_path(annotations, dataset, image["file_name"])).I)
+        truth = dense_truth_path(annotations, dataset, image["file_name"])
+        if truth is None:
+            raise SystemExit(f"part_errors: error: {annotations} names no dense ground truth (give a folder written by `densepose synth`)")
+        confusion += part_confusion(predicted, read_dense(truth).I)
 
     body = confusion[1:, 1:]
     print(f"{min(args.count, len(dataset['images']))} images of {args.dataset}, model {args.model or 'default'}")

@@ -75,14 +75,14 @@ def test_config_section_checks_and_defaults(tmp_path):
 
 def test_teacher_batches_hold_only_points_unless_segmentation_and_it_fits_them(tiny_synthetic_set, tmp_path):
     config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path))
-    people = teacher_examples(config)
+    examples = teacher_examples(config)
     teacher_config = config.distillation.teacher
-    crops, targets = teacher_batch(people, teacher_config, FlipSymmetry(), 0, 0)
+    crops, targets = teacher_batch(examples, teacher_config, FlipSymmetry(), 0, 0)
     assert crops.shape == (4, 3, 64, 64) and targets.coarse_segm is None
     assert (targets.parts > 0).all() and len(targets.x) == len(targets.point_roi) > 100
-    again, _ = teacher_batch(people, teacher_config, FlipSymmetry(), 0, 0)
+    again, _ = teacher_batch(examples, teacher_config, FlipSymmetry(), 0, 0)
     assert torch.equal(crops, again)  # a function of (seed, iteration): resumable
-    _, with_masks = teacher_batch(people, TeacherConfig(**dict(TINY_TEACHER, segmentation=True)), FlipSymmetry(), 0, 0)
+    _, with_masks = teacher_batch(examples, TeacherConfig(**dict(TINY_TEACHER, segmentation=True)), FlipSymmetry(), 0, 0)
     assert with_masks.coarse_segm.shape == (4, 256, 256)
 
     torch.manual_seed(0)
@@ -128,6 +128,7 @@ def test_whole_image_targets_put_every_person_in_the_image_frame(tiny_synthetic_
     flipped = image_densepose(example, True, FlipSymmetry())
     np.testing.assert_allclose(flipped.x, 256 - merged.x, atol=1e-3)
     np.testing.assert_array_equal(flipped.y, merged.y)
+    np.testing.assert_array_equal(flipped.parts, FlipSymmetry().flip_points(merged.parts, merged.u, merged.v)[0])  # left <-> right
     mirrored = merged.coarse_segm[:, ::-1] > 0
     assert ((flipped.coarse_segm > 0) == mirrored).mean() > 0.99  # nearest-neighbour placement may move an edge by a cell
 
@@ -165,10 +166,10 @@ def test_teacher_training_resumes_bit_identically(tiny_synthetic_set, tmp_path, 
     whole = train_teacher(train_config_from_dict(_config(tiny_synthetic_set, tmp_path / "whole")), progress=False)
     real = teacher_module.teacher_batch
 
-    def stop_at_3(people, config, symmetry, seed, iteration):
+    def stop_at_3(examples, config, symmetry, seed, iteration):
         if iteration == 3:
             raise _Interrupt
-        return real(people, config, symmetry, seed, iteration)
+        return real(examples, config, symmetry, seed, iteration)
 
     cut_config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path / "cut"))
     monkeypatch.setattr(teacher_module, "teacher_batch", stop_at_3)
