@@ -8,8 +8,9 @@ converted to percent): the final "eval" entry of OUTPUT/metrics.jsonl (rows trai
 by `densepose train`) or OUTPUT/evaluation.json (the fully convolutional rows, made by
 `--eval-only --teacher`). Reruns with other seeds in RUNS/ROW_seedN (e.g. `densepose train
 configs/ablation/region.yaml seed=1 output=out/ablation/region_seed1`) join their row: the table
-then gives the mean +- half the range over the seeds, and the chart the mean with the range. Times come from RUNS/times/ROW.txt ("exit-code seconds"), written by
-whoever ran the commands (the table in docs/training.md says how they were run).
+then gives the mean +- half the range over the seeds, and the chart the mean with the range.
+Times come from RUNS/times/ROW.txt ("exit-code seconds"), written by whoever ran the commands
+(the table in docs/training.md says how they were run).
 """
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ def main() -> None:
     args = parser.parse_args()
 
     labelled = _load(args.labels / "annotations.json", "give a folder of a distillation run's dense labels")
-    original = _load(args.dataset / "annotations.json", "give the `densepose synth` folder of the labels")
+    source = args.dataset / "annotations.json"
+    original = _load(source, "give the `densepose synth` folder of the labels")
     sparse_count = {a["id"]: len(a.get("dp_x", ())) for a in original["annotations"]}
     files = {image["id"]: image["file_name"] for image in original["images"]}
 
@@ -54,7 +55,7 @@ def main() -> None:
             continue
         if annotation["image_id"] != truth_image:
             truth_image = annotation["image_id"]
-            path = dense_truth_path(args.dataset / "annotations.json", original, files[truth_image])
+            path = dense_truth_path(source, original, files[truth_image])
             if path is None:
                 raise SystemExit(f"label_accuracy: error: {args.dataset} names no dense ground truth (give a `densepose synth` folder)")
             truth = read_dense(path)
