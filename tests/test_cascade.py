@@ -1,9 +1,10 @@
 """Cross-cascading (model.cascade_mask / cascade_keypoints): the option leaves plain
 architectures alone, keypoints follow the augmentation, the mask and keypoint losses equal hand
 values, both stages train, and a trained cascade checkpoint loads with load_model and predicts
-(from its second stage) through `densepose predict`."""
+(from its second stage) through `densepose predict`, keypoints and person masks included."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from densepose_torch.data.mapper import Augmentation, map_sample
 from densepose_torch.data.transforms import FlipSymmetry, resize_flip_keypoints
 from densepose_torch.io.npz import read_npz
 from densepose_torch.modeling import build_model
+from densepose_torch.postprocessing import keypoints_from_heatmaps
 from densepose_torch.training.config import train_config_from_dict
 from densepose_torch.training.losses import (
     DensePoseTargets,
@@ -149,7 +151,7 @@ def test_inference_uses_the_second_stage():
     with torch.no_grad():
         outputs = heads.densepose(features, boxes)
         first, second = heads.branch_outputs(heads.pool_densepose_features(features, boxes))
-    assert set(outputs) == {"coarse_segm", "fine_segm", "u", "v"}
+    assert set(outputs) == {"coarse_segm", "fine_segm", "u", "v", "mask", "keypoints"}
     for name, value in outputs.items():
         torch.testing.assert_close(value, second[name], rtol=0, atol=0)
         assert not torch.equal(value, first[name])
@@ -175,9 +177,47 @@ def test_trained_cascade_checkpoint_loads_and_predicts_through_the_cli(tiny_synt
     checkpoint = save_checkpoint(loose, tmp_path / "cascade.pth")
     out = tmp_path / "out"
     code = main(["predict", str(image), "-o", str(out), "--model", str(checkpoint), "--device", "cpu", "--min-score", "0",
-                 "--outputs", "npz"])
+                 "--outputs", "npz,json"])
     assert code == 0
     result = read_npz(out / "npz" / "000000.npz")
     expected = Predictor(loose)(image)
     assert len(result) == len(expected) > 0
     np.testing.assert_array_equal(result.charts[0].labels, expected.charts[0].labels)
+
+    # The cascade's keypoints and masks come out with the charts and survive both files.
+    assert expected.keypoints is not None and expected.keypoints.shape == (len(expected), 17, 3)
+    boxes = expected.boxes[:, None, :]
+    assert np.all((expected.keypoints[..., 0] >= boxes[..., 0]) & (expected.keypoints[..., 0] <= boxes[..., 2]))
+    assert np.all((expected.keypoints[..., 1] >= boxes[..., 1]) & (expected.keypoints[..., 1] <= boxes[..., 3]))
+    assert np.all((expected.keypoints[..., 2] >= 0) & (expected.keypoints[..., 2] <= 1))  # probabilities (0 where float32 underflows)
+    np.testing.assert_array_equal(result.keypoints, expected.keypoints)
+    for written, chart in zip(result.charts, expected.charts):
+        assert chart.mask is not None and chart.mask.dtype == np.bool_ and chart.mask.shape == chart.labels.shape
+        np.testing.assert_array_equal(written.mask, chart.mask)
+    records = json.loads((out / "json" / "000000.json").read_text())
+    assert len(records) == len(expected)
+    np.testing.assert_allclose(records[0]["keypoints"], expected.keypoints[0].reshape(-1), rtol=1e-6)
+    kept = expected.select([len(expected) - 1])
+    np.testing.assert_array_equal(kept.keypoints, expected.keypoints[-1:])
+
+
+def test_keypoints_are_decoded_at_the_heatmap_peak():
+    size, box = 8, torch.tensor([[10.0, 20.0, 50.0, 100.0]])  # 40 x 80 px: cells of 5 x 10 px
+    heatmaps = torch.zeros(1, 17, size, size)
+    cells = [(k % size, (3 * k) % size) for k in range(17)]  # (row, col) of each keypoint's peak
+    for k, (row, col) in enumerate(cells):
+        heatmaps[0, k, row, col] = 6.0
+    keypoints = keypoints_from_heatmaps(box, heatmaps)
+    assert keypoints.shape == (1, 17, 3)
+    peak_probability = math.exp(6.0) / (math.exp(6.0) + size * size - 1)
+    for k, (row, col) in enumerate(cells):
+        x, y, score = keypoints[0, k]
+        assert 10 + 5 * col <= x <= 10 + 5 * (col + 1), (k, x)
+        assert 20 + 10 * row <= y <= 20 + 10 * (row + 1), (k, y)
+        assert score == pytest.approx(peak_probability, rel=1e-5)
+
+
+def test_an_empty_image_gives_no_keypoints_rather_than_none():
+    model = build_model(ModelConfig(**CASCADE)).eval()
+    result = Predictor(model).predict_boxes(np.zeros((64, 64, 3), np.uint8), np.zeros((0, 4)))
+    assert len(result) == 0 and result.keypoints is not None and result.keypoints.shape == (0, 17, 3)

@@ -6,6 +6,7 @@ inside the model. Results come back in the original image's pixels.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
@@ -98,7 +99,7 @@ class Predictor:
             if given.shape[0] != boxes.shape[0]:
                 raise DensePoseError(f"{given.shape[0]} scores for {boxes.shape[0]} boxes")
             kept = self._kept_boxes(boxes, rgb.shape[:2])
-            result = DensePoseResult(result.image_size, result.boxes, given[kept], result.charts)
+            result = replace(result, scores=given[kept])
         return result
 
     @staticmethod

@@ -9,6 +9,8 @@ argmax is foreground; U, V (and sigma_2/kappa) are gathered from the labelled pa
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -86,6 +88,8 @@ def chart_of_box(outputs: dict[str, torch.Tensor], index: int, x: int, y: int, w
     for name in WHOLE_BOX_FIELDS:
         if name in outputs:
             values[name] = _resize(outputs[name][index : index + 1], size)[0].numpy()
+    if "mask" in outputs:
+        values["mask"] = (_resize(outputs["mask"][index : index + 1], size)[0] > 0).numpy()
     uv = np.stack((values.pop("u"), values.pop("v")))
     return ChartResult(x=x, y=y, labels=labels.to(torch.uint8).numpy(), uv=uv, **values)
 
@@ -97,12 +101,41 @@ def charts_from_outputs(boxes: torch.Tensor, outputs: dict[str, torch.Tensor], e
     return [chart_of_box(outputs, i, x, y, w, h, exact) for i, (x, y, w, h) in enumerate(xywh)]
 
 
+def keypoints_from_heatmaps(boxes: torch.Tensor, heatmaps: torch.Tensor) -> np.ndarray:
+    """(N, K, 3) float32 image x, y and score of each keypoint from (N, K, S, S) heatmap logits
+    laid over (N, 4) XYXY boxes, as Mask R-CNN decodes them: each heatmap is resized (bicubic)
+    to the box's size in whole pixels, its maximum taken, and the pixel's centre mapped back
+    into the box; the score is the softmax probability of the maximum's grid cell among the S x S
+    cells (the distribution the keypoint loss trains)."""
+    heatmaps = heatmaps.detach().float().cpu()
+    boxes = boxes.detach().float().cpu()
+    count, num_keypoints, size = heatmaps.shape[0], heatmaps.shape[1], heatmaps.shape[-1]
+    keypoints = np.zeros((count, num_keypoints, 3), np.float32)
+    probabilities = heatmaps.flatten(2).softmax(dim=-1).reshape(heatmaps.shape)
+    for index in range(count):
+        x0, y0, x1, y1 = boxes[index].tolist()
+        width, height = max(math.ceil(x1 - x0), 1), max(math.ceil(y1 - y0), 1)
+        resized = F.interpolate(heatmaps[index : index + 1], (height, width), mode="bicubic", align_corners=False)[0]
+        peak = resized.reshape(num_keypoints, -1).argmax(dim=1)
+        row, col = peak // width, peak % width
+        keypoints[index, :, 0] = x0 + (col.numpy() + 0.5) * ((x1 - x0) / width)
+        keypoints[index, :, 1] = y0 + (row.numpy() + 0.5) * ((y1 - y0) / height)
+        cell_row = (row * size // height).clamp(max=size - 1)
+        cell_col = (col * size // width).clamp(max=size - 1)
+        keypoints[index, :, 2] = probabilities[index, torch.arange(num_keypoints), cell_row, cell_col].numpy()
+    return keypoints
+
+
 def to_result(raw: RawDetections, original_size: tuple[int, int], exact: bool = True) -> DensePoseResult:
     """A DensePoseResult from detections already rescaled to the original image."""
     boxes = raw.boxes.detach().float().cpu()
+    keypoints = None
+    if "keypoints" in raw.densepose:
+        keypoints = keypoints_from_heatmaps(boxes, raw.densepose["keypoints"])
     return DensePoseResult(
         image_size=original_size,
         boxes=boxes.numpy().astype(np.float32).reshape(-1, 4),
         scores=raw.scores.detach().float().cpu().numpy().astype(np.float32),
         charts=charts_from_outputs(boxes, raw.densepose, exact) if len(boxes) else [],
+        keypoints=keypoints,
     )

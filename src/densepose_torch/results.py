@@ -21,7 +21,8 @@ class ChartResult:
     (x, y, w, h) are int(x0), int(y0), max(int(x1 - x0), 1), max(int(y1 - y0), 1) of the float box,
     each truncated separately. Confidence maps are (h, w) float32 and exist only for models that
     predict them: sigma_2, kappa_u, kappa_v are raw network outputs picked by label (0 at
-    background); fine/coarse segm confidences cover the whole box.
+    background); fine/coarse segm confidences cover the whole box. `mask` (h, w) bool is the
+    person mask of a cascade model's mask branch (None for every other model).
     """
 
     x: int
@@ -33,6 +34,7 @@ class ChartResult:
     kappa_v: np.ndarray | None = None
     fine_segm_confidence: np.ndarray | None = None
     coarse_segm_confidence: np.ndarray | None = None
+    mask: np.ndarray | None = None
 
     @property
     def height(self) -> int:
@@ -60,12 +62,15 @@ class DenseMaps:
 
 @dataclass(frozen=True)
 class DensePoseResult:
-    """Detections of one image, in descending score order (detectron2's order)."""
+    """Detections of one image, in descending score order (detectron2's order). `keypoints`
+    (N, 17, 3) float32 holds COCO's 17 keypoints of each detection as image x, y and a score
+    in (0, 1]; only cascade models with a keypoint branch predict them (None otherwise)."""
 
     image_size: tuple[int, int]  # (height, width) of the original image
     boxes: np.ndarray  # (N, 4) float32 XYXY
     scores: np.ndarray  # (N,) float32
     charts: list[ChartResult] = field(default_factory=list)
+    keypoints: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -79,6 +84,7 @@ class DensePoseResult:
             boxes=self.boxes[index].reshape(-1, 4),
             scores=self.scores[index],
             charts=[self.charts[i] for i in index],
+            keypoints=None if self.keypoints is None else self.keypoints[index].reshape(-1, *self.keypoints.shape[1:]),
         )
 
     def above(self, min_score: float) -> "DensePoseResult":

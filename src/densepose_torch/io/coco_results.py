@@ -5,7 +5,9 @@ One JSON list, one record per detection:
 `score`, `segmentation` (COCO compressed RLE of the chart's body pixels pasted into the whole
 image, `counts` as a str), `uv_shape` [3, h, w] and `uv_data`: base64 of a PNG holding the
 quantised chart as an RGB image of h rows and w columns, R = I (0..24), G = U*255, B = V*255
-(PIL channel order, as the official evaluator decodes it), and optionally `file_name`.
+(PIL channel order, as the official evaluator decodes it), and optionally `file_name`. Cascade
+models with a keypoint branch add `keypoints` in COCO's keypoint results format: 51 floats,
+x, y, score for each of the 17 keypoints.
 
 The chart is (h, w) = (max(int(bbox h), 1), max(int(bbox w), 1)) pixels anchored at
 (int(x), int(y)), as detectron2 converts a box (spec §4.11).
@@ -84,7 +86,7 @@ def chart_mask_rle(labels: np.ndarray, x: int, y: int, image_size: tuple[int, in
 def result_to_records(result: DensePoseResult, image_id: Any, file_name: str | None = None) -> list[dict]:
     """One results record per detection of `result`, in the result's (score) order."""
     records = []
-    for box, score, chart in zip(result.boxes, result.scores, result.charts):
+    for index, (box, score, chart) in enumerate(zip(result.boxes, result.scores, result.charts)):
         x0, y0, x1, y1 = (float(value) for value in box)
         labels_uv = quantize_chart(chart)
         record = {
@@ -96,6 +98,8 @@ def result_to_records(result: DensePoseResult, image_id: Any, file_name: str | N
             "uv_shape": [3, chart.height, chart.width],
             "uv_data": encode_chart(labels_uv),
         }
+        if result.keypoints is not None:
+            record["keypoints"] = [float(value) for value in result.keypoints[index].reshape(-1)]
         if file_name is not None:
             record["file_name"] = str(file_name)
         records.append(record)

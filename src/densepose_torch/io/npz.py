@@ -13,6 +13,8 @@ Arrays in the file:
 | `sigma_2`, `kappa_u`, `kappa_v`, `fine_segm_confidence`, `coarse_segm_confidence` | (H, W) float32 | only for models that predict them: the owning detection's confidence, 0 at background |
 | `chart_xy` | (N, 2) int32 | top-left pixel (x, y) where each detection's chart is anchored |
 | `chart{k}_labels`, `chart{k}_uv`, `chart{k}_<confidence>` | (h, w) uint8, (2, h, w) float32, (h, w) float32 | detection k's own chart (k from 0), lossless |
+| `keypoints` | (N, 17, 3) float32 | only for cascade models with a keypoint branch: COCO's 17 keypoints per detection, image x, y, score |
+| `chart{k}_mask` | (h, w) bool | only for cascade models with a mask branch: detection k's person mask over its chart |
 | `format` | () str | "densepose-torch-npz/1" |
 
 Overlap rule of the full-image maps: where detections overlap, the higher-scoring one owns the
@@ -59,6 +61,10 @@ def result_arrays(result: DensePoseResult) -> dict[str, np.ndarray]:
         arrays[f"chart{index}_uv"] = chart.uv.astype(np.float32)
         for name, values in chart.confidences().items():
             arrays[f"chart{index}_{name}"] = values.astype(np.float32)
+        if chart.mask is not None:
+            arrays[f"chart{index}_mask"] = chart.mask.astype(bool)
+    if result.keypoints is not None:
+        arrays["keypoints"] = result.keypoints.astype(np.float32).reshape(-1, *result.keypoints.shape[1:])
     return arrays
 
 
@@ -103,7 +109,9 @@ def read_npz(path: str | os.PathLike) -> DensePoseResult:
 def _result_from_arrays(arrays: dict[str, np.ndarray]) -> DensePoseResult:
     charts = []
     for index, (x, y) in enumerate(arrays["chart_xy"]):
-        confidences = {name: arrays[f"chart{index}_{name}"] for name in CONFIDENCE_FIELDS if f"chart{index}_{name}" in arrays}
-        charts.append(ChartResult(x=int(x), y=int(y), labels=arrays[f"chart{index}_labels"], uv=arrays[f"chart{index}_uv"], **confidences))
+        optional = {name: arrays[f"chart{index}_{name}"] for name in (*CONFIDENCE_FIELDS, "mask") if f"chart{index}_{name}" in arrays}
+        charts.append(ChartResult(x=int(x), y=int(y), labels=arrays[f"chart{index}_labels"], uv=arrays[f"chart{index}_uv"], **optional))
     height, width = arrays["I"].shape
-    return DensePoseResult(image_size=(int(height), int(width)), boxes=arrays["boxes"], scores=arrays["scores"], charts=charts)
+    return DensePoseResult(
+        image_size=(int(height), int(width)), boxes=arrays["boxes"], scores=arrays["scores"], charts=charts, keypoints=arrays.get("keypoints")
+    )

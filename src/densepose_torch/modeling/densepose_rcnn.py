@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from .cascade import CHART_OUTPUT_STRIDE, NUM_KEYPOINTS
 from .fpn import FPN, FPN_STRIDES
 from .resnet import ResNet
 from .roi_heads import DensePoseROIHeads
@@ -79,6 +80,10 @@ class DensePoseRCNN(nn.Module):
         counts = [len(b) for b in det_boxes]
         if sum(counts):
             outputs = self.roi_heads.densepose(features, det_boxes, densepose_dtype)
+        elif self.config.cascade_keypoints:
+            # so that a keypoint model reports (0, 17, 3) keypoints, not none, for an empty image
+            size = CHART_OUTPUT_STRIDE * self.config.pooler_resolution
+            outputs = {"keypoints": batch.new_zeros((0, NUM_KEYPOINTS, size, size))}
         else:
             outputs = {}
         results = []

@@ -111,17 +111,17 @@ class DensePoseROIHeads(nn.Module):
     def densepose(
         self, features: list[torch.Tensor], boxes: list[torch.Tensor], dtype: torch.dtype | None = None
     ) -> dict[str, torch.Tensor]:
-        """Raw chart outputs (R, C, S, S) of all boxes of the batch, in one head call. `dtype`
-        (e.g. torch.bfloat16) runs this branch, which does almost all the arithmetic once several
-        people are found, in lower precision; outputs are float32 either way."""
+        """Raw chart outputs (R, C, S, S) of all boxes of the batch, in one head call; a cascade
+        model's last stage adds "mask" (R, 1, S, S) and/or "keypoints" (R, 17, S, S) logits.
+        `dtype` (e.g. torch.bfloat16) runs this branch, which does almost all the arithmetic once
+        several people are found, in lower precision; outputs are float32 either way."""
         if dtype is None:
             precision = contextlib.nullcontext()
         else:
             precision = torch.autocast(device_type=features[0].device.type, dtype=dtype)
         with precision:
             last_stage = self.branch_outputs(self.pool_densepose_features(features, boxes))[-1]
-        charts = self.densepose_predictor.fields  # a cascade's last stage also has "mask" and "keypoints"
-        return {name: value.float() for name, value in last_stage.items() if name in charts}
+        return {name: value.float() for name, value in last_stage.items()}
 
     def branch_outputs(self, pooled: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """The outputs of every stage from the pooled ROI features: one stage of charts for plain
