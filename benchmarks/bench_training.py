@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -38,7 +39,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=8)
     args = parser.parse_args()
 
-    config = load_train_config(args.config)
+    # The starting weights do not change the speed (and an earlier stage named there would train first).
+    config = replace(load_train_config(args.config), init_weights=None)
     if args.threads:
         torch.set_num_threads(args.threads)
     images = args.images or config.solver.ims_per_batch

@@ -221,6 +221,38 @@ def test_trainer_outputs_load_and_predict(tiny_synthetic_set, tmp_path):
         assert result.image_size == (96, 96)
 
 
+def test_init_weights_may_name_an_earlier_stage_that_trains_first(tiny_synthetic_set, tmp_path):
+    import yaml
+
+    def stage(name: str, **solver) -> dict:
+        config = tiny_config(tiny_synthetic_set, tmp_path / name, solver=dict(TWO_STEPS, **solver))
+        config["data"]["val"] = None
+        return config
+
+    first = tmp_path / "first.yaml"
+    first.write_text(yaml.safe_dump(stage("first")))
+    second = train_config_from_dict(dict(stage("second", base_lr=0.0), init_weights=str(first)))
+    final = train(second, progress=False)
+    assert (tmp_path / "first" / "model_final.pth").is_file() and final == tmp_path / "second" / "model_final.pth"
+    # At learning rate 0 the second stage keeps what it started from: the first stage's weights.
+    before = torch.load(tmp_path / "first" / "model_final.pth", weights_only=False)["model"]
+    after = torch.load(final, weights_only=False)["model"]
+    name = "roi_heads.densepose_predictor.ann_index_lowres.weight"
+    assert not torch.equal(before[name], build_model(ModelConfig(**TINY_MODEL)).state_dict()[name])
+    torch.testing.assert_close(after[name], before[name], rtol=0, atol=0)
+
+    # Resuming the finished chain redoes nothing; a stage sharing a later stage's output is refused.
+    log = tmp_path / "first" / "metrics.jsonl"
+    written = log.stat().st_mtime_ns
+    assert train(second, resume=True, progress=False) == final
+    assert log.stat().st_mtime_ns == written
+    solo = tmp_path / "solo.yaml"
+    solo.write_text(yaml.safe_dump(stage("solo")))
+    clash = train_config_from_dict(dict(stage("solo"), init_weights=str(solo)))
+    with pytest.raises(DensePoseError, match="its own output"):
+        train(clash, progress=False)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

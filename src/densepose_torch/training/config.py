@@ -172,7 +172,7 @@ class TrainConfig:
     data: DataConfig
     solver: SolverConfig = field(default_factory=SolverConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    init_weights: str | None = None  # checkpoint, zoo name or ImageNet .pkl; parts that fit are loaded
+    init_weights: str | None = None  # checkpoint, zoo name, ImageNet .pkl, or an earlier stage's config .yaml; parts that fit are loaded
     backbone_norm: Literal["frozen", "bn"] = "frozen"  # "bn": trainable batch norm, frozen on export
     freeze_at: int = 2  # 0: train everything; 1: freeze the stem; 2: stem and res2 (detectron2)
     seed: int = 0

@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from ..data.transforms import load_flip_symmetry
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
 from ..modeling import DensePoseRCNN, build_model
-from .config import TrainConfig, dump_train_config
+from .config import TrainConfig, dump_train_config, load_train_config
 from .datasets import dataset_files, training_source
 from .distributed import (
     Processes,
@@ -176,6 +177,32 @@ def prepare_data(config: TrainConfig, processes: Processes, progress: bool) -> N
     barrier(processes)
 
 
+def is_stage_config(init_weights: str | None) -> bool:
+    """Whether `init_weights` names a training config (an earlier stage) rather than weights."""
+    return init_weights is not None and Path(init_weights).suffix in (".yaml", ".yml")
+
+
+def _check_stage_chain(config: TrainConfig) -> None:
+    outputs = {Path(config.output).resolve()}
+    source = config.init_weights
+    while is_stage_config(source):
+        stage = load_train_config(Path(source))
+        output = Path(stage.output).resolve()
+        if output in outputs:
+            raise DensePoseError(f"init_weights: the stage {source} writes to {stage.output}, as a later stage does; give each stage its own output")
+        outputs.add(output)
+        source = stage.init_weights
+
+
+def _train_earlier_stage(path: Path, progress: bool, processes: Processes, device: torch.device) -> Path:
+    """Train the config at `path` to its end (resuming it where it stopped; nothing to do when it
+    has finished) and return its final weights, which the next stage starts from."""
+    stage = load_train_config(path)
+    if progress:
+        print(f"densepose train: first the earlier stage {path} (output {stage.output})", file=sys.stderr)
+    return _train(stage, (Path(stage.output) / LAST_CHECKPOINT).is_file(), progress, processes, device, None)
+
+
 def train(config: TrainConfig, resume: bool = False, progress: bool = True,
           on_iteration: Callable[[int, DensePoseRCNN], None] | None = None) -> Path:
     """Train as `config` says; returns the path of the final weights. `on_iteration(n, model)`
@@ -211,6 +238,9 @@ def _train(config: TrainConfig, resume: bool, progress: bool, processes: Process
         barrier(processes)
         train_sets = distilled_train_sets(config)
 
+    if is_stage_config(config.init_weights):
+        _check_stage_chain(config)
+        config = replace(config, init_weights=str(_train_earlier_stage(Path(config.init_weights), progress, processes, device)))
     torch.manual_seed(config.seed)
     model = build_training_model(config).to(device)
     optimizer = build_optimizer(model, config.solver)
