@@ -23,6 +23,17 @@ def test_the_default_model_is_small_and_matches_its_config():
     assert model.config == load_train_config(REPO / "configs" / "default_model.yaml").model
 
 
+def test_the_two_stages_differ_only_in_schedule_start_and_output():
+    first = load_train_config(REPO / "configs" / "default_model_stage1.yaml").to_dict()
+    second = load_train_config(REPO / "configs" / "default_model.yaml").to_dict()
+    assert second["init_weights"] == "configs/default_model_stage1.yaml" and first["init_weights"] is None
+    assert first["output"] != second["output"]
+    changed = {key for key in first if first[key] != second[key]}
+    assert changed == {"solver", "init_weights", "output", "eval_period"}
+    solver_changes = {key for key in first["solver"] if first["solver"][key] != second["solver"][key]}
+    assert solver_changes == {"base_lr", "max_iter", "steps", "warmup_iters"}
+
+
 def test_the_default_model_finds_unseen_synthetic_people():
     # Seed 999 is neither in the training set (seed 0) nor in the held-out set (seed 1).
     hits = 0
