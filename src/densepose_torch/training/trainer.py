@@ -228,6 +228,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, processes: Process
     output = Path(config.output)
     if processes.main and not resume and (output / LAST_CHECKPOINT).is_file():
         raise DensePoseError(f"{output} already holds a training run; add --resume to continue it, or choose another --output")
+    _check_stage_chain(config)
     prepare_data(config, processes, progress)
     train_sets = config.data.train
     if config.distillation is not None:
@@ -239,7 +240,6 @@ def _train(config: TrainConfig, resume: bool, progress: bool, processes: Process
         train_sets = distilled_train_sets(config)
 
     if is_stage_config(config.init_weights):
-        _check_stage_chain(config)
         config = replace(config, init_weights=str(_train_earlier_stage(Path(config.init_weights), progress, processes, device)))
     torch.manual_seed(config.seed)
     model = build_training_model(config).to(device)
