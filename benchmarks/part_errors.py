@@ -3,7 +3,7 @@
     python benchmarks/part_errors.py out/synth-val --count 40                 # the embedded default model
     python benchmarks/part_errors.py out/synth-val --model out/run/model_final.pth
 
-Pastes the detections scoring at least --min-score into a part map, as the training evaluation
+Pastes the detections scoring above --min-score into a part map, as the training evaluation
 does, and prints: the share of ground-truth body pixels the model calls body (recall), the share
 of its body pixels that are body (precision), the share of pixels found on both sides that get the
 right part, the fine-part mIoU, and the commonest part confusions.
@@ -35,14 +35,13 @@ def main() -> None:
         raise SystemExit(f"part_errors: error: {annotations} does not exist (give a folder written by `densepose synth`)")
     dataset = json.loads(annotations.read_text(encoding="utf-8"))
     try:
-        predictor = Predictor(load_model(args.model))
+        predictor = Predictor(load_model(args.model), min_score=args.min_score)
     except DensePoseError as error:
         raise SystemExit(f"part_errors: error: {error}") from None
     confusion = np.zeros((NUM_LABELS, NUM_LABELS), np.int64)
     for image in dataset["images"][: args.count]:
-        result = predictor(args.dataset / "images" / image["file_name"])
-        shown = result.above(args.min_score)
-        predicted = shown.to_dense().I if len(shown) else np.zeros(result.image_size, np.uint8)
+        shown = predictor(args.dataset / "images" / image["file_name"])
+        predicted = shown.to_dense().I if len(shown) else np.zeros(shown.image_size, np.uint8)
         truth = dense_truth_path(annotations, dataset, image["file_name"])
         if truth is None:
             raise SystemExit(f"part_errors: error: {annotations} names no dense ground truth (give a folder written by `densepose synth`)")

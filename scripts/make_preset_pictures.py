@@ -68,7 +68,7 @@ def model_result(image: np.ndarray, model: str, min_score: float) -> DensePoseRe
     from densepose_torch.checkpoint import load_model
     from densepose_torch.inference import Predictor
 
-    return Predictor(load_model(model)).batch([image])[0].above(min_score)
+    return Predictor(load_model(model), min_score=min_score).batch([image])[0]
 
 
 def main() -> None:

@@ -1,12 +1,14 @@
-"""Where reference material lives: ../shared beside the repository (CI checks it out there).
+"""Where reference material lives: ../shared beside the repository (CI checks it out there), or
+the folder DENSEPOSE_TEST_SHARED names (scripts/gpu_check.sh carries a copy to the GPU machine).
 Tests that need it fail, not skip, when it is missing."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(os.environ.get("DENSEPOSE_TEST_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 
 
 def shared_path(*parts: str) -> Path:

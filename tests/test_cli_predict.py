@@ -38,17 +38,22 @@ def fake_result(image: np.ndarray) -> DensePoseResult:
 
 
 class FakePredictor:
-    def __init__(self, interrupt_on_call: int | None = None):
+    """Keeps detections as Predictor does: scores above `min_score`, the best one with `top_person`."""
+
+    def __init__(self, interrupt_on_call: int | None = None, min_score: float | None = None, top_person: bool = False):
         self.batch_sizes: list[int] = []
         self.image_sizes: list[tuple[int, int]] = []
         self.interrupt_on_call = interrupt_on_call
+        self.min_score, self.top_person = min_score, top_person
 
     def batch(self, images):
         if self.interrupt_on_call is not None and len(self.batch_sizes) + 1 == self.interrupt_on_call:
             raise KeyboardInterrupt
         self.batch_sizes.append(len(images))
         self.image_sizes.extend(image.shape[:2] for image in images)
-        return [fake_result(image) for image in images]
+        results = [fake_result(image) for image in images]
+        results = [result.select(result.scores > (self.min_score or 0.05)) for result in results]
+        return [result.select([0]) if self.top_person and len(result) else result for result in results]
 
 
 @pytest.fixture
@@ -56,8 +61,9 @@ def fake(monkeypatch):
     predictor = FakePredictor()
     loaded = []
 
-    def build(model, device, precision):
-        loaded.append((model, device, precision))
+    def build(model, device, precision, min_score, top_person):
+        loaded.append((model, device, precision, min_score, top_person))
+        predictor.min_score, predictor.top_person = min_score, top_person
         return predictor
 
     monkeypatch.setattr(predict_cli, "build_predictor", build)
@@ -98,8 +104,9 @@ def test_folder_to_all_outputs_keeps_stems(tmp_path, fake, capsys):
         "json/00001_00.json", "json/00002_00.json", "npz/00001_00.npz", "npz/00002_00.npz",
         "segm/00001_00.png", "segm/00002_00.png", "viton/00001_00.png", "viton/00002_00.png",
     ]
-    assert fake.loaded == [(None, None, "fp32")]  # no --model: the embedded default model
-    # --min-score 0.8 (default) keeps only the 0.95 person.
+    # No --model: the embedded default model; --min-score 0.8 (default) goes to the predictor,
+    # which keeps only the 0.95 person.
+    assert fake.loaded == [(None, None, "exact", 0.8, False)]
     result = read_npz(out / "npz/00001_00.npz")
     assert len(result) == 1 and result.scores[0] == pytest.approx(0.95)
     part, u, v = read_iuv_png(out / "iuv/00001_00_IUV.png")
@@ -133,6 +140,7 @@ def test_beside_layout_and_min_score_and_top_person(tmp_path, fake):
     assert len(read_npz(out / "shot.npz")) == 2
     assert run_cli(tmp_path / "shot.png", "-o", out, "--layout", "beside", "--min-score", "0", "--top-person", "--overwrite") == 0
     assert len(read_npz(out / "shot.npz")) == 1
+    assert fake.loaded[-1][3:] == (0.0, True)
 
 
 def test_recursive_keeps_sub_folders_and_globs_take_file_names(tmp_path, fake, monkeypatch):

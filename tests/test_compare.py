@@ -48,12 +48,15 @@ def person_result(image: np.ndarray, split_part: int | None) -> DensePoseResult:
 class FakePredictor:
     def __init__(self, split_part: int | None, calls: list, interrupt_on_call: int | None):
         self.split_part, self.calls, self.interrupt_on_call = split_part, calls, interrupt_on_call
+        self.min_scores: list[float | None] = []
 
-    def batch(self, images):
+    def batch(self, images, min_score=None):
         if self.interrupt_on_call is not None and len(self.calls) + 1 == self.interrupt_on_call:
             raise KeyboardInterrupt
         self.calls.append([image.shape[0] for image in images])
-        return [person_result(image, self.split_part) for image in images]
+        self.min_scores.append(min_score)
+        results = [person_result(image, self.split_part) for image in images]
+        return [result.above(min_score) for result in results] if min_score is not None else results
 
 
 class FakeLoader:
@@ -62,13 +65,16 @@ class FakeLoader:
 
     def __init__(self, interrupt_on_call: int | None = None):
         self.calls: dict[str, list] = {}
+        self.predictors: dict[str, FakePredictor] = {}
         self.interrupt_on_call = interrupt_on_call
 
     def __call__(self, spec, weights, device, precision):
         if spec.kind == "default":
             raise DensePoseError("no embedded default model in this test")
         calls = self.calls.setdefault(spec.name, [])
-        return FakePredictor({"a": None, "b": 6}[spec.name], calls, self.interrupt_on_call)
+        predictor = FakePredictor({"a": None, "b": 6}[spec.name], calls, self.interrupt_on_call)
+        self.predictors[spec.name] = predictor
+        return predictor
 
 
 @pytest.fixture
@@ -224,6 +230,19 @@ def test_interrupted_run_resumes_without_recomputing(workspace):
     assert idle.calls == {}
     results = check_consistent(report)
     assert [row["detections_per_image"] for row in results["models"]] == [1.0, 1.0]
+
+
+def test_min_score_reaches_the_predictor_and_a_lower_one_predicts_again(workspace):
+    first = FakeLoader()
+    compare(config(workspace, "a.pth", min_score=0.8), loader=first, progress=False)
+    # Without ground truth the threshold goes into the predictor (its box predictor), every call.
+    assert first.predictors["a"].min_scores == [0.8] * 4
+    assert check_consistent(workspace / "report")["models"][0]["detections_per_image"] == 1.0
+    # The cache holds only the people above 0.8: a report at 0.3 needs new predictions.
+    lower = FakeLoader()
+    compare(config(workspace, "a.pth", min_score=0.3), loader=lower, progress=False)
+    assert lower.predictors["a"].min_scores == [0.3] * 4
+    assert check_consistent(workspace / "report")["models"][0]["detections_per_image"] == 2.0
 
 
 def test_changed_image_is_predicted_again(workspace):

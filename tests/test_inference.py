@@ -10,6 +10,8 @@ from PIL import Image
 from densepose_torch import ChartResult, DensePoseError, DensePoseResult, ModelConfig, Predictor
 from densepose_torch.inference import resized_shape
 from densepose_torch.modeling import build_model
+from densepose_torch.modeling.fast import fast_dtype, fold_frozen_batchnorm
+from densepose_torch.modeling.layers import FrozenBatchNorm2d
 from densepose_torch.postprocessing import integer_boxes
 
 TINY = ModelConfig(depth=18, fpn_channels=32, head_channels=32, head_convs=2, box_fc_dim=64, min_size_test=64, max_size_test=96)
@@ -130,14 +132,70 @@ def test_given_boxes(predictor, photo):
         predictor.predict_boxes(photo, [[0, 0, float("nan"), 10]])
 
 
-def test_bf16_keeps_the_detections(predictor, photo):
-    fast = Predictor(predictor.model, precision="bf16")  # sharing the model does not change `predictor`
-    exact, quick = predictor(photo), fast(photo)
-    assert_same_result(predictor(photo), exact)
-    np.testing.assert_array_equal(exact.boxes, quick.boxes)
-    agree = np.mean(np.concatenate([(a.labels == b.labels).ravel() for a, b in zip(exact.charts, quick.charts)]))
-    # Random tiny weights are a harsh case for bfloat16 (8-bit mantissa); most pixels still agree.
-    assert agree > 0.9
+def test_min_score_and_top_person_are_applied_before_the_head(predictor, photo):
+    everyone = predictor(photo)
+    assert len(everyone) >= 3
+    threshold = float(everyone.scores[1] + everyone.scores[2]) / 2
+    assert_same_result(predictor(photo, min_score=threshold), everyone.select(everyone.scores > threshold))
+    assert_same_result(predictor(photo, top_person=True), everyone.select([0]))
+    # Set once on the predictor, overridden per call.
+    picky = Predictor(predictor.model, min_score=threshold, top_person=False)
+    assert len(picky(photo)) == 2 and len(picky(photo, min_score=0.0)) == len(everyone)
+    assert len(Predictor(predictor.model, top_person=True).batch([photo, photo])[1]) == 1
+    with pytest.raises(DensePoseError, match="min_score"):
+        Predictor(predictor.model, min_score=1.5)
+    with pytest.raises(DensePoseError, match="min_score"):
+        predictor(photo, min_score=-0.1)
+
+
+def test_fast_mode_runs_on_its_own_copy(predictor, photo):
+    model = predictor.model
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    fast = Predictor(model, precision="fast")
+    assert fast.precision == "fast" and fast.model is not model
+    assert fast.model.compute_dtype == fast_dtype(torch.device("cpu")) and fast.model.channels_last
+    assert not any(isinstance(module, FrozenBatchNorm2d) for module in fast.model.modules()), "FrozenBN folded"
+    # Scores, box deltas and chart logits come from float32 layers reading the half-precision features.
+    assert fast.model.roi_heads.box_predictor.layer.cls_score.weight.dtype == torch.float32
+    assert fast.model.roi_heads.densepose_predictor.layer.index_uv_lowres.weight.dtype == torch.float32
+    result = fast(photo)
+    assert len(result) > 0 and all(chart.labels.max() <= 24 for chart in result.charts)
+    # The caller's model is untouched: same parameters, dtype, layout and modules, exact results as before.
+    assert model.state_dict().keys() == before.keys()
+    for key, value in model.state_dict().items():
+        assert value.dtype == before[key].dtype and torch.equal(value, before[key]), key
+    assert any(isinstance(module, FrozenBatchNorm2d) for module in model.modules())
+    assert_same_result(predictor(photo), Predictor(model)(photo))
+    # The earlier names still work.
+    assert Predictor(model, precision="bf16").precision == "fast" and Predictor(model, precision="fp32").precision == "exact"
+
+
+def test_a_predictor_on_another_device_works_on_a_copy(predictor):
+    model = predictor.model
+    elsewhere = Predictor(model, device="meta")  # any device but the model's own
+    assert elsewhere.model is not model and elsewhere.model.device.type == "meta"
+    assert model.device.type == "cpu" and predictor.model is model
+    assert Predictor(model).model is model, "same device, exact: no copy"
+
+
+def test_folding_frozen_batchnorm_computes_the_same_function():
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            for buffer in (module.weight, module.bias, module.running_mean):
+                buffer.copy_(torch.randn_like(buffer))
+            module.running_var.copy_(torch.rand_like(module.running_var) + 0.5)
+    trunk = model.backbone.bottom_up
+    image = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = trunk(image)
+        fold_frozen_batchnorm(trunk)
+        folded = trunk(image)
+    assert not any(isinstance(module, FrozenBatchNorm2d) for module in trunk.modules())
+    for a, b in zip(expected, folded):
+        # float32 rounding of the scaled weights, amplified through the random trunk's 8 blocks
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
 
 
 def test_unknown_precision_and_missing_cuda(predictor):
@@ -182,6 +240,6 @@ def test_to_dense_clips_charts_at_the_border_and_ties_go_to_the_earlier():
 def test_select_and_above():
     charts = [chart(0, 0, [[1]], 0.5) for _ in range(3)]
     result = DensePoseResult((1, 1), np.arange(12, dtype=np.float32).reshape(3, 4), np.float32([0.9, 0.5, 0.8]), charts)
-    assert len(result.above(0.8)) == 2
+    assert len(result.above(0.8)) == 1, "strictly above, as detectron2's test threshold"
     assert len(result.select([])) == 0 and result.select([]).boxes.shape == (0, 4)
     np.testing.assert_array_equal(result.select([2, 0]).scores, np.float32([0.8, 0.9]))

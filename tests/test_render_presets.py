@@ -10,7 +10,7 @@ import pytest
 from densepose_torch.errors import DensePoseError
 from densepose_torch.render import (
     PRESETS, bbox, controlnet, default_texture_atlas, dp_contour, dp_iuv_texture, dp_segm, dp_u, dp_v,
-    idm_vton_input, idm_vton_output, load_texture_atlas, magicanimate, top_person, viton,
+    idm_vton_input, idm_vton_output, load_texture_atlas, magicanimate, viton,
 )
 from densepose_torch.results import ChartResult, DensePoseResult
 
@@ -99,15 +99,6 @@ def test_apply_net_presets_let_the_later_lower_score_detection_cover_an_overlap(
     after_b = tuple(int(a * (1.0 - 0.7) + c * 0.7) for a, c in zip(after_a, parula_rgb(212)))  # then B over it
     assert tuple(picture[4, 7]) == after_b
     assert tuple(picture[4, 4]) == tuple(after_a)
-
-
-def test_top_person_keeps_the_best_detection_whatever_its_position():
-    result = result_of((12, 16), [[0, 0, 4, 4], [5, 5, 9, 9]], [0.7, 0.9], [person((0, 0, 4, 4), 1), person((5, 5, 9, 9), 2)])
-    best = top_person(result)
-    assert len(best) == 1 and float(best.scores[0]) == pytest.approx(0.9)
-    assert best.charts[0].x == 5
-    empty = result.select(np.zeros(0, np.int64))
-    assert len(top_person(empty)) == 0
 
 
 def test_idm_vton_sizes():

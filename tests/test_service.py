@@ -28,7 +28,7 @@ from densepose_torch.io.coco_results import decode_chart, result_to_records
 from densepose_torch.io.images import read_image
 from densepose_torch.io.iuv_png import iuv_array
 from densepose_torch.modeling import build_model
-from densepose_torch.render import PRESETS, top_person
+from densepose_torch.render import PRESETS
 from densepose_torch.service.app import create_app
 from densepose_torch.service.server import serve_in_background
 from densepose_torch.service.settings import ServiceSettings
@@ -110,11 +110,11 @@ class GatedPredictor:
         self.entered = threading.Event()
         self.batch_sizes: list[int] = []
 
-    def batch(self, images):
+    def batch(self, images, **selection):
         self.entered.set()
         assert self.gate.wait(30), "test never opened the gate"
         self.batch_sizes.append(len(images))
-        return self.inner.batch(images)
+        return self.inner.batch(images, **selection)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_health_readiness_and_models(client):
     assert client.get("/readyz").json() == {"status": "ready"}
     listing = client.get("/v1/models").json()
     model = listing["models"][0]
-    assert (model["name"], model["status"], model["device"], model["precision"]) == ("tiny", "ready", "cpu", "fp32")
+    assert (model["name"], model["status"], model["device"], model["precision"]) == ("tiny", "ready", "cpu", "exact")
     assert model["architecture"]["depth"] == 18
     assert model["max_batch"] == 1  # on the CPU, by default: batching would add latency, not speed
     assert set(PRESETS) <= set(listing["outputs"]) and {"json", "iuv", "npz"} <= set(listing["outputs"])
@@ -193,9 +193,9 @@ def test_render_output_is_the_presets_picture(client, photo, expected, preset):
 def test_min_score_and_top_person_select_detections(client, photo, expected):
     threshold = float(np.median(expected.scores))
     kept = client.post(f"/v1/predict?min_score={threshold}", content=png_of(photo)).json()["detections"]
-    assert [record["score"] for record in kept] == [float(s) for s in expected.scores if s >= threshold]
+    assert [record["score"] for record in kept] == [float(s) for s in expected.scores if s > threshold]
     best = client.post("/v1/predict?min_score=0&top_person=true", content=png_of(photo)).json()["detections"]
-    assert best == result_to_records(top_person(expected), image_id=0)
+    assert best == result_to_records(expected.select([int(np.argmax(expected.scores))]), image_id=0)
     assert client.post("/v1/predict", content=png_of(photo)).json()["detections"] == [], "random scores are below 0.8"
 
 

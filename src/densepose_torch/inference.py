@@ -6,6 +6,8 @@ inside the model. Results come back in the original image's pixels.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 from dataclasses import replace
 from typing import Iterable, Literal, Sequence
 
@@ -15,13 +17,17 @@ from PIL import Image
 
 from .errors import DensePoseError
 from .io.images import ChannelOrder, ImageInput, to_rgb_array
+from .allocator import keep_freed_memory
 from .modeling import DensePoseRCNN
+from .modeling.fast import fast_copy
 from .postprocessing import rescale_detections, to_result
 from .results import ChartResult, DenseMaps, DensePoseResult
 
-__all__ = ["Predictor", "ChartResult", "DenseMaps", "DensePoseResult", "resized_shape"]
+__all__ = ["Predictor", "ChartResult", "DenseMaps", "DensePoseResult", "precision_name", "resized_shape"]
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["exact", "fast"]
+# Earlier names of the two modes, still accepted.
+PRECISION_ALIASES = {"exact": "exact", "fast": "fast", "fp32": "exact", "bf16": "fast"}
 
 
 def resized_shape(height: int, width: int, short_side: int, max_side: int) -> tuple[int, int]:
@@ -35,34 +41,76 @@ def resized_shape(height: int, width: int, short_side: int, max_side: int) -> tu
     return int(new_h + 0.5), int(new_w + 0.5)
 
 
-def _bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+def precision_name(precision: str) -> Precision:
+    """"exact" or "fast" for any accepted spelling ("fp32" and "bf16" are the earlier names)."""
+    try:
+        return PRECISION_ALIASES[precision]  # type: ignore[return-value]
+    except (KeyError, TypeError):
+        raise DensePoseError(f"precision must be 'exact' or 'fast', not {precision!r}") from None
+
+
+@contextlib.contextmanager
+def _ieee_float32(device: torch.device):
+    """On CUDA, float32 convolutions and matrix products without TF32 and with deterministic
+    cuDNN algorithms for the duration (the exact path); elsewhere nothing to do."""
+    if device.type != "cuda":
+        yield
+        return
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
 
 
 class Predictor:
     """Runs a DensePose R-CNN on images.
 
-    precision="fp32" reproduces detectron2 bit for bit. "bf16" runs the DensePose branch (decoder,
-    head, predictor: almost all the arithmetic when several people are found) in bfloat16 on CPUs
-    with AVX512-BF16/AMX and on CUDA, and resamples only the labelled part's U/V: the same people
-    are found, their charts agree with the exact ones on about 99 % of pixels.
+    precision="exact" reproduces detectron2 bit for bit on the CPU (and in IEEE float32 on CUDA).
+    "fast" runs a copy of the whole network with FrozenBN folded into the convolutions, in
+    bfloat16 on CPUs with AVX512-BF16/AMX and on CUDA (float16 on GPUs without bfloat16; float32
+    on other CPUs), channels-last, resampling only each pixel's own part for U/V
+    (`modeling.fast` says what each step buys; the README gives the measured agreement).
+
+    Only detections scoring above `min_score` (default: the model's own 0.05) are kept, and with
+    `top_person` only the best one: both are applied inside the box predictor, before NMS and
+    the DensePose head, as detectron2 applies SCORE_THRESH_TEST and DETECTIONS_PER_IMAGE, so the
+    head never runs on people that would be thrown away. `batch` and `__call__` may override
+    them per call.
+
+    The model handed in is never changed or moved: on another device, or in fast mode, the
+    predictor works on its own copy. On Linux CPUs a predictor also asks glibc's malloc to keep
+    freed memory for reuse (see `allocator.keep_freed_memory`).
     Images are paths, PIL images or arrays; arrays are RGB unless channel_order="bgr".
     """
 
-    def __init__(self, model: DensePoseRCNN, device: str | torch.device | None = None, precision: Precision = "fp32"):
-        if precision not in ("fp32", "bf16"):
-            raise DensePoseError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
+    def __init__(
+        self,
+        model: DensePoseRCNN,
+        device: str | torch.device | None = None,
+        precision: str = "exact",
+        min_score: float | None = None,
+        top_person: bool = False,
+    ):
+        self.precision = precision_name(precision)
         device = torch.device(device) if device is not None else model.device
         if device.type == "cuda" and not torch.cuda.is_available():
             raise DensePoseError("CUDA was requested but this torch build has no usable GPU; use --device cpu")
-        if precision == "bf16" and not _bf16_supported(device):
-            raise DensePoseError(f"bf16 is not supported on this {device.type} (it needs AVX512-BF16/AMX or a recent GPU); use fp32")
-        self.model = model.to(device).eval()
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        self.min_score = _check_min_score(min_score)
+        self.top_person = top_person
+        if self.precision == "fast":
+            model = fast_copy(model, device)
+        elif device != model.device:
+            model = copy.deepcopy(model).to(device)
+        self.model = model
         self.device = device
-        self.precision: Precision = precision
         self.config = model.config
+        if device.type == "cpu":
+            keep_freed_memory()
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         """(3, H', W') float32 BGR tensor of the resized image."""
@@ -73,15 +121,26 @@ class Predictor:
             bgr = np.asarray(Image.fromarray(bgr).resize((new_w, new_h), Image.BILINEAR))
         return torch.from_numpy(bgr.astype(np.float32).transpose(2, 0, 1).copy())
 
-    def __call__(self, image: ImageInput, channel_order: ChannelOrder = "rgb") -> DensePoseResult:
-        return self.batch([image], channel_order)[0]
+    def __call__(
+        self, image: ImageInput, channel_order: ChannelOrder = "rgb", min_score: float | None = None, top_person: bool | None = None
+    ) -> DensePoseResult:
+        return self.batch([image], channel_order, min_score, top_person)[0]
 
-    def batch(self, images: Sequence[ImageInput] | Iterable[ImageInput], channel_order: ChannelOrder = "rgb") -> list[DensePoseResult]:
+    def batch(
+        self,
+        images: Sequence[ImageInput] | Iterable[ImageInput],
+        channel_order: ChannelOrder = "rgb",
+        min_score: float | None = None,
+        top_person: bool | None = None,
+    ) -> list[DensePoseResult]:
         """Results for several images, in order. On CUDA, images whose resized sizes pad to the
         same shape run as one batch (results equal single-image ones up to float rounding); on
-        the CPU batching is no faster, so images run one at a time and results are identical."""
+        the CPU batching is no faster, so images run one at a time and results are identical.
+        `min_score` and `top_person` replace the predictor's own for this call."""
         arrays = [to_rgb_array(image, channel_order) for image in images]
-        return self._run(arrays, None)
+        threshold = self.min_score if min_score is None else _check_min_score(min_score)
+        best_only = self.top_person if top_person is None else top_person
+        return self._run(arrays, None, threshold, 1 if best_only else None)
 
     def predict_boxes(
         self, image: ImageInput, boxes: np.ndarray | torch.Tensor | Sequence[Sequence[float]], channel_order: ChannelOrder = "rgb",
@@ -93,7 +152,7 @@ class Predictor:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) if not isinstance(boxes, torch.Tensor) else boxes.float().reshape(-1, 4).cpu().numpy()
         if not np.isfinite(boxes).all():
             raise DensePoseError("boxes must be finite numbers")
-        result = self._run([rgb], [boxes])[0]
+        result = self._run([rgb], [boxes], None, None)[0]
         if scores is not None:
             given = np.asarray(scores, dtype=np.float32).reshape(-1)
             if given.shape[0] != boxes.shape[0]:
@@ -110,7 +169,9 @@ class Predictor:
         return np.flatnonzero((clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]))
 
     @torch.inference_mode()
-    def _run(self, arrays: list[np.ndarray], boxes: list[np.ndarray] | None) -> list[DensePoseResult]:
+    def _run(
+        self, arrays: list[np.ndarray], boxes: list[np.ndarray] | None, min_score: float | None, max_detections: int | None
+    ) -> list[DensePoseResult]:
         inputs = [self.preprocess(rgb) for rgb in arrays]
         groups: dict[object, list[int]] = {}
         for index, tensor in enumerate(inputs):
@@ -121,18 +182,25 @@ class Predictor:
             member_boxes = None
             if boxes is not None:
                 member_boxes = [self._boxes_to_input(boxes[i], arrays[i].shape[:2], inputs[i].shape[-2:]) for i in members]
-            raw = self.model([inputs[i] for i in members], member_boxes, torch.bfloat16 if self.precision == "bf16" else None)
+            with _ieee_float32(self.device) if self.precision == "exact" else contextlib.nullcontext():
+                raw = self.model([inputs[i] for i in members], member_boxes, min_score, max_detections)
             for i, detections in zip(members, raw):
                 original = arrays[i].shape[:2]
                 rescaled = rescale_detections(detections, tuple(inputs[i].shape[-2:]), original)
-                results[i] = to_result(rescaled, original, exact=self.precision == "fp32")
+                results[i] = to_result(rescaled, original, exact=self.precision == "exact")
         return results  # type: ignore[return-value]
 
     @staticmethod
     def _boxes_to_input(boxes: np.ndarray, original: tuple[int, int], resized: torch.Size) -> torch.Tensor:
-        """User boxes (original pixels) in the resized input's pixels, as detectron2's
-        transform of boxes does: scale each coordinate, then clip."""
+        """User boxes (original pixels) in the resized input's pixels, each coordinate scaled as
+        detectron2's transform of boxes does."""
         scaled = torch.from_numpy(boxes.copy())
         scaled[:, 0::2] *= resized[1] * 1.0 / original[1]
         scaled[:, 1::2] *= resized[0] * 1.0 / original[0]
         return scaled
+
+
+def _check_min_score(min_score: float | None) -> float | None:
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise DensePoseError(f"min_score must be between 0 and 1, not {min_score}")
+    return min_score

@@ -6,6 +6,8 @@ Each detection's SxS maps are resampled to its integer box with torch's bilinear
 it: the kernel's rounding depends on its code path, which depends on the output size, so only
 the same call reproduces detectron2 to the bit. Labels are the fine-part argmax where the coarse
 argmax is foreground; U, V (and sigma_2/kappa) are gathered from the labelled part's channel.
+All of it runs on the device of the raw outputs: from a GPU only each person's final chart is
+copied to the host.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def _sample_labelled_channel(maps: torch.Tensor, labels: torch.Tensor) -> torch.
     h, w = labels.shape
 
     def axis(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        source = ((torch.arange(n, dtype=torch.float32) + 0.5) * (size / n) - 0.5).clamp(min=0)
+        source = ((torch.arange(n, dtype=torch.float32, device=maps.device) + 0.5) * (size / n) - 0.5).clamp(min=0)
         low = source.long().clamp(max=size - 1)
         return low, (low + 1).clamp(max=size - 1), source - low
     y0, y1, fy = axis(h)
@@ -84,19 +86,21 @@ def chart_of_box(outputs: dict[str, torch.Tensor], index: int, x: int, y: int, w
                 picked = _resize(outputs[name][index : index + 1], size).gather(0, labels[None])[0]
             else:
                 picked = _sample_labelled_channel(outputs[name][index], labels)
-            values[name] = torch.where(body, picked, torch.zeros_like(picked)).numpy()
+            values[name] = torch.where(body, picked, torch.zeros_like(picked))
     for name in WHOLE_BOX_FIELDS:
         if name in outputs:
-            values[name] = _resize(outputs[name][index : index + 1], size)[0].numpy()
+            values[name] = _resize(outputs[name][index : index + 1], size)[0]
     if "mask" in outputs:
-        values["mask"] = (_resize(outputs["mask"][index : index + 1], size)[0] > 0).numpy()
-    uv = np.stack((values.pop("u"), values.pop("v")))
-    return ChartResult(x=x, y=y, labels=labels.to(torch.uint8).numpy(), uv=uv, **values)
+        values["mask"] = _resize(outputs["mask"][index : index + 1], size)[0] > 0
+    values["uv"] = torch.stack((values.pop("u"), values.pop("v")))
+    values["labels"] = labels.to(torch.uint8)
+    host = {name: value.cpu().numpy() for name, value in values.items()}
+    return ChartResult(x=x, y=y, **host)
 
 
 def charts_from_outputs(boxes: torch.Tensor, outputs: dict[str, torch.Tensor], exact: bool = True) -> list[ChartResult]:
     """Per-box chart results from the raw (N, C, S, S) outputs of boxes in original pixels."""
-    outputs = {k: v.detach().float().cpu().contiguous() for k, v in outputs.items()}
+    outputs = {k: v.detach().float().contiguous() for k, v in outputs.items()}
     xywh = integer_boxes(boxes.detach().float().cpu()).tolist()
     return [chart_of_box(outputs, i, x, y, w, h, exact) for i, (x, y, w, h) in enumerate(xywh)]
 

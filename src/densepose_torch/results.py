@@ -88,8 +88,9 @@ class DensePoseResult:
         )
 
     def above(self, min_score: float) -> "DensePoseResult":
-        """Detections whose score is at least `min_score`."""
-        return self.select(self.scores >= min_score)
+        """Detections scoring above `min_score` (strictly, as detectron2's test threshold and
+        `Predictor(min_score=...)`, which keeps only these in the first place)."""
+        return self.select(self.scores > min_score)
 
     def to_dense(self) -> DenseMaps:
         """Paste every chart into full-image maps. Where charts overlap, the pixel goes to the

@@ -18,3 +18,21 @@ def positive(kind: type = int) -> Callable[[str], int | float]:
         return value
 
     return parse
+
+
+PRECISION_HELP = "exact (default) reproduces detectron2 bit for bit; fast runs the whole network in bfloat16 where the CPU or GPU supports it (fp32 and bf16 are accepted as the earlier names)"
+
+
+def precision(text: str) -> str:
+    """argparse type: exact or fast (fp32 and bf16, the earlier names, are accepted)."""
+    from ..errors import DensePoseError
+    from ..inference import precision_name
+
+    try:
+        return precision_name(text)
+    except DensePoseError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", type=precision, default="exact", metavar="{exact,fast}", help=PRECISION_HELP)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .arguments import positive
+from .arguments import add_precision_argument, positive
 
 EXAMPLES = """\
 examples:
@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="with --gt: body surface for GPS, as `densepose evaluate`: official (default), official:DIR, "
                              "synthetic or none")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="fp32 reproduces detectron2; bf16 is faster")
+    add_precision_argument(parser)
     parser.add_argument("--batch-size", type=positive(int), metavar="N",
                         help="images per model call (default: 1 on the CPU, 4 on CUDA); latency is then a batch's time per image")
     parser.add_argument("--limit", type=positive(int), metavar="N", help="only the first N images")

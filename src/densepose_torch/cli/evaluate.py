@@ -13,6 +13,7 @@ from tqdm import tqdm
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
 from ..io.coco_results import load_results, result_to_records, write_results
+from .arguments import add_precision_argument
 
 EXAMPLES = """examples:
   densepose evaluate --gt densepose_minival2014.json --pred results.json -o metrics.json
@@ -46,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pred-out", metavar="RESULTS.json",
                         help="with --model: save the predictions here; an interrupted run resumes, a finished one is reused")
     parser.add_argument("--device", default=None, help="with --model: cpu or cuda (default: cuda when available)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="with --model (default fp32)")
+    add_precision_argument(parser)
     parser.add_argument("--surface", default="official", metavar="SURFACE",
                         help="official (default), official:DIR, synthetic or none; see below")
     parser.add_argument("--min-iou", type=float, default=0.5, metavar="T",

@@ -34,10 +34,9 @@ from ..render import (
     idm_vton_input,
     idm_vton_output,
     load_texture_atlas,
-    top_person,
 )
 from ..results import DensePoseResult
-from .arguments import positive
+from .arguments import add_precision_argument, positive
 
 ARRAY_OUTPUTS = ("npz", "iuv", "json")
 LAYOUTS = ("folders", "beside", "viton")
@@ -79,8 +78,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the outputs")
     parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name or checkpoint file (default: the embedded model)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="fp32 reproduces detectron2; bf16 is faster")
-    parser.add_argument("--min-score", type=float, default=0.8, help="keep detections scoring at least this (default 0.8, as apply_net)")
+    add_precision_argument(parser)
+    parser.add_argument("--min-score", type=float, default=0.8,
+                        help="keep detections scoring above this (default 0.8, as apply_net); the DensePose head runs only on those")
     parser.add_argument("--outputs", type=_names(ARRAY_OUTPUTS, "output"), default=[], metavar="LIST",
                         help="comma list of npz, iuv, json (default: npz when no --render is given)")
     parser.add_argument("--render", type=_names(tuple(PRESETS), "preset"), default=[], metavar="LIST",
@@ -106,8 +106,6 @@ class Plan:
     renders: dict[str, Render]
     layout: str
     overwrite: bool
-    min_score: float
-    top_person: bool
     idm_vton: bool
     video_encoder: VideoEncoder | None
 
@@ -134,8 +132,8 @@ class Plan:
 class LazyPredictor:
     """Loads the model on first use, so that a run with nothing left to do loads nothing."""
 
-    def __init__(self, model: str | None, device: str | None, precision: str):
-        self._arguments = (model, device, precision)
+    def __init__(self, model: str | None, device: str | None, precision: str, min_score: float | None, top_person: bool):
+        self._arguments = (model, device, precision, min_score, top_person)
         self._predictor = None
 
     def batch(self, images: list[np.ndarray]) -> list[DensePoseResult]:
@@ -144,26 +142,22 @@ class LazyPredictor:
         return self._predictor.batch(images)
 
 
-def build_predictor(model: str | None, device: str | None, precision: str):
-    """A Predictor for the CLI: the named (or embedded default) model on the chosen device."""
+def build_predictor(model: str | None, device: str | None, precision: str, min_score: float | None = None, top_person: bool = False):
+    """A Predictor for the CLI: the named (or embedded default) model on the chosen device,
+    keeping the detections above `min_score` (default: the model's own 0.05)."""
     import torch
 
     from ..checkpoint import load_model
     from ..inference import Predictor
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Predictor(load_model(model, device=device), device=device, precision=precision)
+    return Predictor(load_model(model, device=device), device=device, precision=precision, min_score=min_score, top_person=top_person)
 
 
 def image_id_of(stem: str) -> int:
     """COCO image id of a file: the number ending its name (COCO_val2014_000000000785 -> 785), else 0."""
     match = re.search(r"(\d+)$", stem)
     return int(match.group(1)) if match else 0
-
-
-def _select(result: DensePoseResult, plan: Plan) -> DensePoseResult:
-    result = result.above(plan.min_score)
-    return top_person(result) if plan.top_person else result
 
 
 def _render(plan: Plan, preset: str, image: np.ndarray, result: DensePoseResult) -> np.ndarray:
@@ -230,7 +224,7 @@ class Job:
         results = self.predictor.batch([image for _, image in loaded])
         for (item, image), result in zip(loaded, results):
             try:
-                self._write_image_outputs(item, image, _select(result, self.plan))
+                self._write_image_outputs(item, image, result)
             except (DensePoseError, OSError) as error:
                 self.report_failure(item, error)
             self.progress.update(1)
@@ -283,7 +277,6 @@ class Job:
     def _frame_batch(self, item: InputItem, batch: list[tuple[int, np.ndarray]], writers: dict[str, Callable[[np.ndarray], None]]) -> None:
         results = self.predictor.batch([frame for _, frame in batch])
         for (index, frame), result in zip(batch, results):
-            result = _select(result, self.plan)
             _write_arrays(self.plan, item.output_stem / f"{index:06d}", result, index, str(item.relative))
             for preset, write in writers.items():
                 write(_render(self.plan, preset, frame, result))
@@ -328,9 +321,8 @@ def run(args: argparse.Namespace) -> int:
             playable = "plays in current browsers" if encoder.browser_playable else "most browsers will not play it"
             print(f"densepose: no H.264 encoder here (pip install imageio-ffmpeg adds one); videos are written with "
                   f"{encoder.name} as {encoder.extension} ({playable})", file=sys.stderr)
-    plan = Plan(output_dir, tuple(outputs), renders, args.layout, args.overwrite, args.min_score, args.top_person,
-                args.idm_vton, encoder)
-    predictor = LazyPredictor(args.model, args.device, args.precision)
+    plan = Plan(output_dir, tuple(outputs), renders, args.layout, args.overwrite, args.idm_vton, encoder)
+    predictor = LazyPredictor(args.model, args.device, args.precision, args.min_score, args.top_person)
     with tqdm(total=len(items), unit="file", desc="densepose", position=0) as progress:
         session = Job(plan, predictor, args.batch_size, progress)
         for is_video, group in _runs_of_kind(items):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import DensePoseError
 from ..service.settings import DEFAULT_MAX_CONNECTIONS, GPU_MAX_BATCH, ServiceSettings
-from .arguments import positive
+from .arguments import add_precision_argument, positive
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8081, help="port (default 8081)")
     parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name or checkpoint file (default: the embedded model)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="fp32 reproduces detectron2; bf16 is faster")
+    add_precision_argument(parser)
     parser.add_argument("--data-root", metavar="DIR", type=Path,
                         help="the only folder POST /densepose may read and write (default: that endpoint is off)")
     limits = parser.add_argument_group("limits")

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import DensePoseError
-from ..inference import Precision
+from ..inference import Precision, precision_name
 from ..io.coco_results import result_to_records
 from ..io.images import read_image
 from ..io.npz import read_npz
@@ -41,7 +41,7 @@ class CompareConfig:
     ground_truth: Path | None = None
     surface: str = "official"  # for GPS with ground truth, as `densepose evaluate --surface`
     device: str | None = None  # default: cuda if available, else cpu
-    precision: Precision = "fp32"
+    precision: Precision = "exact"
     batch_size: int | None = None  # default: 1 on the CPU (where Predictor runs images one by one anyway), 4 on CUDA
     limit: int | None = None
     render: str = "viton"
@@ -124,6 +124,7 @@ def _scan(ran: list[ModelRun], images: list[ImageItem], config: CompareConfig, p
         image_thumbnails.append(thumbnail)
         part_maps, row = [], []
         for run in ran:
+            # a pair predicted at a lower threshold than this report's serves it too
             result = read_npz(pair_paths(run.folder, image)[0]).above(config.min_score)
             detections[run.spec.name].append(len(result))
             part_maps.append(result.to_dense().I)
@@ -161,11 +162,14 @@ def compare(config: CompareConfig, loader: Loader = load_predictor, progress: bo
     else:
         images = folder_images(config.images, config.limit, exclude=config.output)
     batch_size = config.batch_size or (4 if torch.device(device).type == "cuda" else 1)
-    settings = RunSettings(device, config.precision, batch_size, config.warmup)
+    # Without ground truth only the people above --min-score are ever shown, so only they reach
+    # the DensePose head; AP needs every detection the model makes.
+    settings = RunSettings(device, precision_name(config.precision), batch_size, config.warmup,
+                           None if gt is not None else config.min_score)
     runs = run_models(specs, images, config.output / "cache", settings, loader, progress)
     ran = [run for run in runs if run.ran]
 
-    timings = {run.spec.name: [read_pair_timing(run.folder, image) for image in images] for run in ran}
+    timings = {run.spec.name: [read_pair_timing(run.folder, image, settings.min_score) for image in images] for run in ran}
     for name, records in timings.items():
         if any(record is None for record in records):
             raise DensePoseError(f"the cached results of {name} changed while the report was written; run the comparison again")
@@ -177,7 +181,7 @@ def compare(config: CompareConfig, loader: Loader = load_predictor, progress: bo
     report = _report(config, runs, images, timings, evaluations, scan, {
         "images": str(config.images), "ground truth": str(config.ground_truth) if gt is not None else "none",
         "surface": config.surface if gt is not None else "-", "device": device, "device name": _device_name(device),
-        "precision": config.precision, "batch size": batch_size, "limit": config.limit or "none",
+        "precision": settings.precision, "batch size": batch_size, "limit": config.limit or "none",
         "render": config.render, "min score": config.min_score, "torch": torch.__version__,
         "densepose-torch": __version__, "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })
@@ -208,7 +212,7 @@ def _report(
     computed = sum(run.computed for run in runs)
     skipped = len(runs) - len(ran)
     lead = (f"{len(ran)} of {len(runs)} models ran on {len(images)} images of {config.images}"
-            f"{f' against {config.ground_truth}' if with_ground_truth else ''}, on {settings['device']} ({config.precision})"
+            f"{f' against {config.ground_truth}' if with_ground_truth else ''}, on {settings['device']} ({settings['precision']})"
             f"{f'; {skipped} skipped (see their status)' if skipped else ''}. "
             f"{computed} of {len(ran) * len(images)} results were computed by the latest run, the others came from the cache.")
     extra: dict[str, Any] = {

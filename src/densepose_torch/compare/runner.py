@@ -6,7 +6,10 @@
 
 A model is loaded once and runs over its unfinished images in batches; an interrupted comparison
 resumes with the pairs it had not finished. The model key changes with the weights file, the
-precision and the device type, so a cached pair is never reused for another setting.
+precision and the device type, so a cached pair is never reused for another setting. Models
+predict with the comparison's score threshold inside the box predictor (without ground truth;
+with it, AP needs every detection); a pair predicted at a lower threshold, or at the model's own,
+serves a higher one, since the detections above a threshold do not depend on it.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ PAIR_FORMAT = "densepose-compare-pair/1"
 
 
 class BatchPredictor(Protocol):
-    def batch(self, images: Sequence[np.ndarray]) -> list[DensePoseResult]: ...
+    def batch(self, images: Sequence[np.ndarray], min_score: float | None = None) -> list[DensePoseResult]: ...
 
 
 Loader = Callable[[ModelSpec, "Path | None", str, Precision], BatchPredictor]
@@ -50,6 +53,7 @@ class RunSettings:
     precision: Precision
     batch_size: int
     warmup: bool = True  # one untimed image after loading, so that latencies exclude lazy initialisation
+    min_score: float | None = None  # detections kept by the box predictor (None: the model's own threshold)
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,17 @@ def pair_paths(folder: Path, image: ImageItem) -> tuple[Path, Path]:
     return folder / f"{image.key}.npz", folder / f"{image.key}.json"
 
 
-def read_pair_timing(folder: Path, image: ImageItem) -> dict | None:
-    """The timing record of a finished pair, None if the pair is not finished (or its image
-    file changed since)."""
+def serves(predicted_min_score: float | None, wanted_min_score: float | None) -> bool:
+    """Whether results predicted at one threshold hold every detection above another (None is
+    the model's own threshold, the lowest a comparison asks for)."""
+    if predicted_min_score is None:
+        return True
+    return wanted_min_score is not None and predicted_min_score <= wanted_min_score
+
+
+def read_pair_timing(folder: Path, image: ImageItem, min_score: float | None) -> dict | None:
+    """The timing record of a finished pair that holds the detections above `min_score`; None if
+    the pair is not finished, was predicted at a higher threshold, or its image file changed."""
     npz_path, json_path = pair_paths(folder, image)
     if not (json_path.is_file() and npz_path.is_file()):
         return None
@@ -85,7 +97,7 @@ def read_pair_timing(folder: Path, image: ImageItem) -> dict | None:
         return None
     if not isinstance(record, dict) or record.get("format") != PAIR_FORMAT or record.get("image") != image.fingerprint():
         return None
-    return record
+    return record if serves(record.get("min_score"), min_score) else None
 
 
 def _reset_peak_memory(device: torch.device) -> str:
@@ -151,7 +163,7 @@ class _Session:
     def predict(self, predictor: BatchPredictor, batch: list[ImageItem]) -> None:
         arrays = [read_image(image.path) for image in batch]
         start = time.perf_counter()
-        results = predictor.batch(arrays)
+        results = predictor.batch(arrays, min_score=self.settings.min_score)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = (time.perf_counter() - start) / len(batch)
@@ -161,6 +173,7 @@ class _Session:
             _write_json(json_path, {
                 "format": PAIR_FORMAT, "image": image.fingerprint(), "seconds": seconds, "batch_size": len(batch),
                 "detections": len(result), "device": self.settings.device, "precision": self.settings.precision,
+                "min_score": self.settings.min_score,
             })
             self.computed += 1
 
@@ -193,7 +206,7 @@ def run_models(
                 runs.append(ModelRun(spec, folder, spec.skip_reason))
                 bar.update(len(images))
                 continue
-            pending = [image for image in images if read_pair_timing(folder, image) is None]
+            pending = [image for image in images if read_pair_timing(folder, image, settings.min_score) is None]
             bar.update(len(images) - len(pending))
             runs.append(_run_model(spec, folder, pending, settings, loader, bar))
             gc.collect()  # the model just run is freed before the next one's memory is measured
@@ -213,7 +226,7 @@ def _run_model(spec: ModelSpec, folder: Path, pending: list[ImageItem], settings
         return ModelRun(spec, folder, str(error))
     try:
         if settings.warmup:
-            predictor.batch([read_image(pending[0].path)])
+            predictor.batch([read_image(pending[0].path)], min_score=settings.min_score)
         for batch in _batches(pending, settings.batch_size):
             session.predict(predictor, batch)
             bar.update(len(batch))

@@ -83,7 +83,7 @@ class SecondStage(nn.Module):
 
     def forward(self, pooled: torch.Tensor, first: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         names = list(FUSED_CHART_FIELDS) + self.tasks.tasks
-        previous = [F.avg_pool2d(first[name], CHART_OUTPUT_STRIDE) for name in names]
+        previous = [F.avg_pool2d(first[name], CHART_OUTPUT_STRIDE).to(pooled.dtype) for name in names]
         x = F.relu(self.fuse(torch.cat([pooled, *previous], dim=1)))
         outputs = self.densepose_predictor(self.densepose_head(x))
         outputs.update(self.tasks(x))

@@ -2,7 +2,6 @@
 the DensePose branch that runs on those detections (detectron2's DensePoseROIHeads at test time)."""
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import torch
@@ -68,10 +67,18 @@ class DensePoseROIHeads(nn.Module):
             self.cascade = SecondStage(config, channels)
 
     def detect(
-        self, features: list[torch.Tensor], proposals: list[torch.Tensor], image_sizes: list[tuple[int, int]]
+        self,
+        features: list[torch.Tensor],
+        proposals: list[torch.Tensor],
+        image_sizes: list[tuple[int, int]],
+        score_threshold: float | None = None,
+        max_detections: int | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Person boxes (input-image pixels) and scores per image: score > threshold, NMS, top-k."""
+        """Person boxes (input-image pixels) and scores per image: score > threshold (strictly),
+        NMS, the `max_detections` best. Both default to the config's test-time values."""
         config = self.config
+        threshold = config.score_threshold_test if score_threshold is None else score_threshold
+        limit = config.detections_per_image if max_detections is None else max_detections
         logits, deltas = self.box_predictor(self.box_head(self.pool_box_features(features, proposals)))
         detections = []
         start = 0
@@ -85,9 +92,9 @@ class DensePoseROIHeads(nn.Module):
                 boxes, scores = boxes[finite], scores[finite]
             person = scores[:, 0]
             boxes = clip_boxes(boxes, height, width)
-            keep = person > config.score_threshold_test
+            keep = person > threshold
             boxes, person = boxes[keep], person[keep]
-            keep = batched_nms(boxes, person, None, config.nms_threshold_test)[: config.detections_per_image]
+            keep = batched_nms(boxes, person, None, config.nms_threshold_test)[:limit]
             detections.append((boxes[keep], person[keep]))
         return detections
 
@@ -108,19 +115,11 @@ class DensePoseROIHeads(nn.Module):
             return pool([merged], boxes, resolution, [ROI_SCALES[0]], DENSEPOSE_POOLER_SAMPLING_RATIO, False)
         return pool(features[:4], boxes, resolution, list(ROI_SCALES), DENSEPOSE_POOLER_SAMPLING_RATIO, False)
 
-    def densepose(
-        self, features: list[torch.Tensor], boxes: list[torch.Tensor], dtype: torch.dtype | None = None
-    ) -> dict[str, torch.Tensor]:
+    def densepose(self, features: list[torch.Tensor], boxes: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Raw chart outputs (R, C, S, S) of all boxes of the batch, in one head call; a cascade
         model's last stage adds "mask" (R, 1, S, S) and/or "keypoints" (R, 17, S, S) logits.
-        `dtype` (e.g. torch.bfloat16) runs this branch, which does almost all the arithmetic once
-        several people are found, in lower precision; outputs are float32 either way."""
-        if dtype is None:
-            precision = contextlib.nullcontext()
-        else:
-            precision = torch.autocast(device_type=features[0].device.type, dtype=dtype)
-        with precision:
-            last_stage = self.branch_outputs(self.pool_densepose_features(features, boxes))[-1]
+        Outputs are float32 whatever the features' precision."""
+        last_stage = self.branch_outputs(self.pool_densepose_features(features, boxes))[-1]
         return {name: value.float() for name, value in last_stage.items()}
 
     def branch_outputs(self, pooled: torch.Tensor) -> list[dict[str, torch.Tensor]]:

@@ -56,9 +56,9 @@ def roi_align(
     if num_rois == 0:
         return features.new_zeros((0, channels, out_h, out_w))
 
-    if features.dtype in (torch.bfloat16, torch.float16):
-        features = features.float()  # sample positions and weights need float32 precision
-    dtype = features.dtype
+    # Sample positions, weights and sums are float32 even for half-precision features, whose
+    # gathered rows are widened chunk by chunk (widening the whole map would copy it).
+    dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
     rois = rois.to(dtype)
     offset = 0.5 if aligned else 0.0
     x1 = rois[:, 1] * spatial_scale - offset
@@ -101,20 +101,28 @@ def roi_align(
     weights = [w.expand(shape).permute(0, 1, 3, 2, 4).reshape(-1, 1) for w in weights]
     samples = max_gh * max_gw
     bins = num_rois * out_h * out_w
-    output = features.new_empty((bins, channels))
+    output = features.new_empty((bins, channels), dtype=dtype)
     step = max(1, _VALUES_PER_STEP // (samples * channels))  # bins per step
-    corner = features.new_empty((step * samples, channels))
-    value = features.new_empty((step * samples, channels))
+    corner = features.new_empty((step * samples, channels), dtype=dtype)
+    value = features.new_empty((step * samples, channels), dtype=dtype)
+    narrow = features.new_empty((step * samples, channels)) if features.dtype != dtype else None
+
+    def gather(index: torch.Tensor, out: torch.Tensor) -> None:
+        if narrow is None:
+            torch.index_select(table, 0, index, out=out)
+        else:
+            out.copy_(torch.index_select(table, 0, index, out=narrow[: out.shape[0]]))
+
     for begin in range(0, bins, step):
         stop = min(begin + step, bins)
         span = slice(begin * samples, stop * samples)
         n = (stop - begin) * samples
         # The kernel's arithmetic: ((w1*a + w2*b) + w3*c) + w4*d per sample, then a running sum
         # over the bin's samples in row-major order, then one division by the count.
-        torch.index_select(table, 0, rows[0][span], out=value[:n])
+        gather(rows[0][span], value[:n])
         value[:n].mul_(weights[0][span])
         for k in (1, 2, 3):
-            torch.index_select(table, 0, rows[k][span], out=corner[:n])
+            gather(rows[k][span], corner[:n])
             value[:n].add_(corner[:n].mul_(weights[k][span]))
         per_bin = value[:n].view(stop - begin, samples, channels)
         total = per_bin[:, 0].clone()
@@ -122,7 +130,13 @@ def roi_align(
             total.add_(per_bin[:, sample])
         output[begin:stop] = total
     output = output.view(num_rois, out_h, out_w, channels) / count[:, None, None, None]
-    return output.permute(0, 3, 1, 2).contiguous()
+    return output.permute(0, 3, 1, 2).to(features.dtype).contiguous(memory_format=_memory_format(features))
+
+
+def _memory_format(features: torch.Tensor) -> torch.memory_format:
+    """Pooled features keep the layout of the map they come from (channels-last in fast mode)."""
+    channels_last = features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def level_of_boxes(boxes: torch.Tensor, min_level: int, max_level: int, canonical_size: float = 224.0, canonical_level: int = 4) -> torch.Tensor:
@@ -151,8 +165,8 @@ def multilevel_roi_align(
     min_level = int(round(-math.log2(scales[0])))
     max_level = int(round(-math.log2(scales[-1])))
     levels = level_of_boxes(rois[:, 1:], min_level, max_level)
-    dtype = torch.float32 if features[0].dtype in (torch.bfloat16, torch.float16) else features[0].dtype
-    output = features[0].new_zeros((rois.shape[0], features[0].shape[1], output_size, output_size), dtype=dtype)
+    output = features[0].new_zeros((rois.shape[0], features[0].shape[1], output_size, output_size))
+    output = output.contiguous(memory_format=_memory_format(features[0]))
     for level, (feature, scale) in enumerate(zip(features, scales)):
         members = torch.nonzero(levels == level).flatten()
         if members.numel():

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..results import DensePoseResult
 from .apply_net import bbox, dp_contour, dp_iuv_texture, dp_segm, dp_u, dp_v
-from .datasets import controlnet, idm_vton_input, idm_vton_output, magicanimate, top_person, viton
+from .datasets import controlnet, idm_vton_input, idm_vton_output, magicanimate, viton
 from .texture import default_texture_atlas, load_texture_atlas
 
 Render = Callable[[np.ndarray, DensePoseResult], np.ndarray]
@@ -33,6 +33,6 @@ PRESETS: dict[str, Render] = {
 
 __all__ = [
     "PRESETS", "Render", "viton", "magicanimate", "controlnet", "dp_segm", "dp_u", "dp_v", "dp_contour",
-    "bbox", "dp_iuv_texture", "top_person", "idm_vton_input", "idm_vton_output", "default_texture_atlas",
+    "bbox", "dp_iuv_texture", "idm_vton_input", "idm_vton_output", "default_texture_atlas",
     "load_texture_atlas",
 ]

@@ -46,7 +46,8 @@ def _colour_parts(result: DensePoseResult, colormap: int, background_rgb: tuple[
 def viton(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
     """VITON-HD / HR-VITON / IDM-VTON `image-densepose`: OpenCV PARULA of I*255/24 on black,
     body pixels only (part 1 -> RGB (37, 60, 163), 12 -> (55, 185, 159), 24 -> (249, 251, 14)).
-    These datasets hold one person per photo: `top_person(result)` keeps only the best detection.
+    These datasets hold one person per photo: `Predictor(..., top_person=True)` (`--top-person`)
+    keeps only the best detection.
     `image` only gives the size; the result must be of that image."""
     _check_size(image, result)
     return _colour_parts(result, cv2.COLORMAP_PARULA, (0, 0, 0))
@@ -65,13 +66,6 @@ def magicanimate(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
     RGB (68, 1, 84), as background; every person."""
     _check_size(image, result)
     return _colour_parts(result, cv2.COLORMAP_VIRIDIS, (68, 1, 84))
-
-
-def top_person(result: DensePoseResult) -> DensePoseResult:
-    """Only the highest-scoring detection (none if there is none)."""
-    if len(result) == 0:
-        return result
-    return result.select([int(np.argmax(result.scores))])
 
 
 def idm_vton_input(image: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ import importlib.resources
 import logging
 import threading
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -33,7 +34,6 @@ from swagger_ui_bundle import swagger_ui_path
 from .. import __version__
 from ..errors import DensePoseError
 from ..inference import Predictor
-from ..render import top_person
 from ..results import DensePoseResult
 from . import legacy, metrics, replies
 from .batching import BatchQueue
@@ -148,6 +148,29 @@ class _MetricsMiddleware:
             self.metrics.observe_request(endpoint, scope["method"], status, time.perf_counter() - started)
 
 
+@dataclass(frozen=True, eq=False)
+class _Prediction:
+    """What one request asks of the model: an image, and which detections to keep (applied in
+    the box predictor, so the DensePose head runs only on those)."""
+
+    image: np.ndarray
+    min_score: float
+    top_person: bool
+
+
+def _run_predictions(predictor: Predictor, requests: Sequence[_Prediction]) -> list[DensePoseResult]:
+    """One predictor call per distinct (min_score, top_person) among the batch's requests."""
+    results: list[DensePoseResult | None] = [None] * len(requests)
+    groups: dict[tuple[float, bool], list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault((request.min_score, request.top_person), []).append(index)
+    for (min_score, best_only), members in groups.items():
+        found = predictor.batch([requests[i].image for i in members], min_score=min_score, top_person=best_only)
+        for index, result in zip(members, found):
+            results[index] = result
+    return results  # type: ignore[return-value]
+
+
 def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor],
                on_load_failure: Callable[[str], None] = lambda message: None) -> FastAPI:
     """The service. `load_predictor` runs once, in a background thread, when the application
@@ -156,8 +179,8 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
     slot = _ModelSlot()
     counters = metrics.Metrics()
 
-    def run_batch(images):
-        return slot.require().batch(images)
+    def run_batch(requests: Sequence[_Prediction]) -> list[DensePoseResult]:
+        return _run_predictions(slot.require(), requests)
 
     queue = BatchQueue(run_batch, settings.queue_size, settings.batch_size_for("cpu"), settings.batch_window_ms / 1000.0,
                        on_batch=counters.observe_batch)
@@ -215,10 +238,10 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
         # Starlette re-raises the error after this reply, and uvicorn logs its traceback.
         return _error(500, "internal error (the server log has the details)")
 
-    async def predict_one(request: Request, image: np.ndarray) -> tuple[Predictor, DensePoseResult]:
-        """The model's result for `image`; withdrawn from the queue if the client hangs up first."""
+    async def predict_one(request: Request, wanted: _Prediction) -> tuple[Predictor, DensePoseResult]:
+        """The model's result for a request; withdrawn from the queue if the client hangs up first."""
         predictor = slot.require()
-        prediction = asyncio.ensure_future(queue.predict(image, settings.request_timeout_s))
+        prediction = asyncio.ensure_future(queue.predict(wanted, settings.request_timeout_s))
         hang_up = asyncio.ensure_future(_client_gone(request))
         try:
             await asyncio.wait({prediction, hang_up}, return_when=asyncio.FIRST_COMPLETED)
@@ -272,7 +295,7 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
         request: Request,
         output: str = Query("json", description="json (COCO DensePose records), iuv (Caffe2 _IUV.png), npz, or a render preset",
                             json_schema_extra={"enum": list(replies.OUTPUTS)}),
-        min_score: float = Query(DEFAULT_MIN_SCORE, ge=0.0, le=1.0, description="keep detections scoring at least this"),
+        min_score: float = Query(DEFAULT_MIN_SCORE, ge=0.0, le=1.0, description="keep detections scoring above this"),
         best_only: bool = Query(False, alias="top_person", description="keep only the highest-scoring person"),
     ) -> Response:
         if output not in replies.OUTPUTS:
@@ -280,9 +303,7 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
         slot.require()  # refuse before reading an upload the model cannot take now
         data, file_name = await uploaded_image_bytes(request, settings.max_upload_bytes, settings.read_timeout_s)
         image = await run_in_threadpool(decode_image, data, settings.max_pixels)
-        predictor, result = await predict_one(request, image)
-        result = result.above(min_score)
-        result = top_person(result) if best_only else result
+        predictor, result = await predict_one(request, _Prediction(image, min_score, best_only))
         headers = {DETECTIONS_HEADER: str(len(result))}
         stem = (file_name or "image").rsplit(".", 1)[0] or "image"
         if output == "json":
@@ -315,10 +336,10 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
         slot.require()
         source = paths.existing_input()
         image = await run_in_threadpool(lambda: decode_image(legacy.read_photo(source), settings.max_pixels))
-        _, result = await predict_one(request, image)
+        _, result = await predict_one(request, _Prediction(image, DEFAULT_MIN_SCORE, top_person=True))
         await run_in_threadpool(legacy.write_legacy_render, paths.output, paths.reply_path, image, result)
         log.info("POST /densepose wrote %s", paths.output)
-        return {"path": paths.reply_path, "detections": len(top_person(result.above(DEFAULT_MIN_SCORE)))}
+        return {"path": paths.reply_path, "detections": len(result)}
 
     app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
 

@@ -2,7 +2,8 @@
 model on batches.
 
 The first image to arrive waits at most `window_s` for others (up to `max_batch`) and they go
-through `Predictor.batch` together; under load the queue is never empty, so batches fill at once.
+go to `run_batch` together; under load the queue is never empty, so batches fill at once. A job's
+payload is whatever `run_batch` takes (the service queues an image with its request's options).
 Inference runs in the worker thread, never on the event loop. A full queue refuses at once (503); a request that waits longer than its timeout is withdrawn before the
 model sees it (503), as is one whose client goes away -- once its batch has started it is seen
 through.
@@ -17,15 +18,13 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable, Sequence
-
-import numpy as np
+from typing import Any, Callable, Sequence
 
 from ..errors import DensePoseError
 from ..results import DensePoseResult
 from .errors import ServiceError
 
-RunBatch = Callable[[Sequence[np.ndarray]], list[DensePoseResult]]
+RunBatch = Callable[[Sequence[Any]], list[DensePoseResult]]
 # Weight of the newest batch in the running per-image time behind Retry-After.
 _SMOOTHING = 0.2
 
@@ -34,12 +33,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)  # compared by identity: the queue removes withdrawn jobs
 class _Job:
-    image: np.ndarray
+    payload: Any
     future: Future
 
 
 class BatchQueue:
-    """Queue of images for `run_batch`, drained by one worker thread (`start` / `stop`).
+    """Queue of payloads for `run_batch`, drained by one worker thread (`start` / `stop`).
     `on_batch(size, seconds)` is told about every model call (for metrics)."""
 
     def __init__(self, run_batch: RunBatch, capacity: int, max_batch: int, window_s: float,
@@ -80,9 +79,9 @@ class BatchQueue:
         """Seconds until the queue has likely drained, for a Retry-After header."""
         return max(1, math.ceil(self.depth * self._seconds_per_image))
 
-    def submit(self, image: np.ndarray) -> _Job:
-        """Queue one image; its job's Future gets the result. ServiceError 503 when the queue is full."""
-        job = _Job(image, Future())
+    def submit(self, payload: Any) -> _Job:
+        """Queue one payload; its job's Future gets the result. ServiceError 503 when the queue is full."""
+        job = _Job(payload, Future())
         with self._changed:
             if self._stopping:
                 raise ServiceError(503, "the server is shutting down")
@@ -104,9 +103,9 @@ class BatchQueue:
         job.future.cancel()
         return True
 
-    async def predict(self, image: np.ndarray, timeout_s: float) -> DensePoseResult:
-        """The result for one image, awaited without blocking the event loop."""
-        job = self.submit(image)
+    async def predict(self, payload: Any, timeout_s: float) -> DensePoseResult:
+        """The result for one payload, awaited without blocking the event loop."""
+        job = self.submit(payload)
         waiting = asyncio.wrap_future(job.future)
         try:
             return await asyncio.wait_for(asyncio.shield(waiting), timeout_s)
@@ -148,7 +147,7 @@ class BatchQueue:
 
     def _run(self, jobs: list[_Job]) -> None:
         try:
-            results = self._run_batch([job.image for job in jobs])
+            results = self._run_batch([job.payload for job in jobs])
         except Exception as error:  # every failure must reach its requests
             if len(jobs) > 1:
                 # One bad image must not fail the others of its batch: retry them one by one.

@@ -3,7 +3,7 @@
 The body names files on the server: `{"DenseRootDir", "ClientID", "FileName", "ImagePath"}`.
 The photo is `ImagePath/FileName.jpg`, or `ImagePath/FileName.png` when there is no `.jpg`
 (exactly these two lower-case extensions, in that order); the `viton` render of its best
-detection scoring at least 0.8 is written, as JPEG (quality 95, atomically), to
+detection scoring above 0.8 is written, as JPEG (quality 95, atomically), to
 `DenseRootDir/ClientID/FileName.jpg`, folders created as needed. Relative paths are relative
 to the data root; every path, after following symbolic links, must lie inside the data root, or
 the request is refused (403) before anything is read or written.
@@ -17,10 +17,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..io.images import write_picture
-from ..render import top_person, viton
+from ..render import viton
 from ..results import DensePoseResult
 from .errors import ServiceError
-from .settings import DEFAULT_MIN_SCORE
 
 INPUT_EXTENSIONS = (".jpg", ".png")
 OUTPUT_EXTENSION = ".jpg"
@@ -75,11 +74,6 @@ def resolve_paths(data_root: Path | None, request: LegacyRequest) -> LegacyPaths
     return LegacyPaths(inputs, _inside(root, given_output), str(given_output))
 
 
-def legacy_render(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
-    """What the seed service wrote: the `viton` picture of the best person."""
-    return viton(image, top_person(result.above(DEFAULT_MIN_SCORE)))
-
-
 def read_photo(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -88,7 +82,9 @@ def read_photo(path: Path) -> bytes:
 
 
 def write_legacy_render(path: Path, reply_path: str, image: np.ndarray, result: DensePoseResult) -> None:
+    """What the seed service wrote: the `viton` picture of `result`, which holds the best person
+    scoring above 0.8 (the predictor keeps only that one)."""
     try:
-        write_picture(path, legacy_render(image, result))
+        write_picture(path, viton(image, result))
     except OSError as error:
         raise ServiceError(500, f"cannot write {reply_path}: {error.strerror or error}") from None

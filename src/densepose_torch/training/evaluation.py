@@ -3,7 +3,7 @@
 Figures: the official GPS, GPSm and IOU AP (`evaluation.evaluate`, on the chosen body surface)
 and box AP, plus the fine-part mIoU: per part 1..24, intersection over union accumulated over
 the whole set, averaged over the parts that occur. The predicted part map of an image pastes the
-detections scoring at least `min_score` (the higher score wins an overlap). With dense ground
+detections scoring above `min_score` (the higher score wins an overlap). With dense ground
 truth (synthetic sets written by `densepose synth`: `dense/NNNNNN.npz`) every pixel counts;
 otherwise only the annotated points do (their pixel's predicted part against the annotated part),
 which measures the same thing on the sparse labels of DensePose-COCO.
