@@ -4,8 +4,8 @@ saw): the people it finds and the charts it draws, against the exact path.
 The bars are the fast-mode issue's (>= 98 % of labels agree on matched people) and what
 bfloat16 allows: 8 mantissa bits (relative rounding 2^-9 per layer) through the whole network
 move scores by ~1e-4 and U/V by ~1e-3, so a person can change only where two candidate boxes or
-two parts are near ties. On 150 scenes (benchmarks/bench_precision.py) 99.4 % of people matched;
-on this handful one near tie is allowed (>= 90 %).
+two parts are near ties. On 200 and 150 scenes (benchmarks/bench_precision.py) 98.7 % and 99.4 %
+of people matched; on this handful one near tie is allowed (>= 90 %).
 """
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .allocator import keep_freed_memory
 from .errors import DensePoseError
 from .io.images import ChannelOrder, ImageInput, to_rgb_array
-from .allocator import keep_freed_memory
 from .modeling import DensePoseRCNN
 from .modeling.fast import fast_copy
 from .postprocessing import rescale_detections, to_result
