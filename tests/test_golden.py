@@ -27,6 +27,8 @@ from densepose_torch.inference import Predictor
 from densepose_torch.modeling.fast import fast_copy
 from densepose_torch.modeling.layers import FrozenBatchNorm2d
 
+from .test_inference import assert_same_result
+
 CASES = [
     ("R_50_FPN_s1x_legacy", "astronaut"),
     ("R_50_FPN_s1x_legacy", "noise"),
@@ -147,19 +149,6 @@ def test_intermediate_probes_match_detectron2(golden_dir, predictor_for, name, i
             _assert_probe(expected, f"fixed_raw_dp_{field}", outputs[field])
 
 
-def _assert_identical(a, b) -> None:
-    np.testing.assert_array_equal(a.boxes, b.boxes)
-    np.testing.assert_array_equal(a.scores, b.scores)
-    assert len(a.charts) == len(b.charts)
-    for x, y in zip(a.charts, b.charts):
-        assert (x.x, x.y) == (y.x, y.y)
-        np.testing.assert_array_equal(x.labels, y.labels)
-        np.testing.assert_array_equal(x.uv, y.uv)
-        assert x.confidences().keys() == y.confidences().keys()
-        for name, values in x.confidences().items():
-            np.testing.assert_array_equal(values, y.confidences()[name])
-
-
 # With a single box, oneDNN takes another code path for two of the DeepLab head's ASPP branches
 # (the rate-56 convolution and the image-pooling branch) and rounds differently, by about 1e-7 in
 # ASPP's output and up to ~2e-6 in U/V after the 8 convolutions; detectron2 running its head on
@@ -186,14 +175,14 @@ def test_min_score_in_the_box_predictor_keeps_the_same_people_bit_for_bit(golden
         threshold = float(scores[rank - 1] + scores[rank]) / 2
         kept = predictor(bgr, channel_order="bgr", min_score=threshold)
         assert len(kept) == rank
-        _assert_identical(kept, everyone.select(scores > threshold))
+        assert_same_result(kept, everyone.select(scores > threshold))
     best = predictor(bgr, channel_order="bgr", top_person=True)
     if predictor.config.densepose_head == "deeplab":
         np.testing.assert_array_equal(best.boxes, everyone.boxes[:1])
         np.testing.assert_array_equal(best.charts[0].labels, everyone.charts[0].labels)
         np.testing.assert_allclose(best.charts[0].uv, everyone.charts[0].uv, rtol=0, atol=VALUE_TOL)
     else:
-        _assert_identical(best, everyone.select([0]))
+        assert_same_result(best, everyone.select([0]))
 
 
 # Folding FrozenBN into the convolutions (the fast copy; in float32 on CPUs without bfloat16)

@@ -33,6 +33,7 @@ def photo() -> np.ndarray:
 
 
 def assert_same_result(a: DensePoseResult, b: DensePoseResult) -> None:
+    """Bit for bit: boxes, scores, every chart and its confidence maps."""
     assert a.image_size == b.image_size
     np.testing.assert_array_equal(a.boxes, b.boxes)
     np.testing.assert_array_equal(a.scores, b.scores)
@@ -41,6 +42,9 @@ def assert_same_result(a: DensePoseResult, b: DensePoseResult) -> None:
         assert (x.x, x.y) == (y.x, y.y)
         np.testing.assert_array_equal(x.labels, y.labels)
         np.testing.assert_array_equal(x.uv, y.uv)
+        assert x.confidences().keys() == y.confidences().keys()
+        for name, values in x.confidences().items():
+            np.testing.assert_array_equal(values, y.confidences()[name])
 
 
 def test_result_shapes_and_anchoring(predictor, photo):
