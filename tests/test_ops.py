@@ -88,6 +88,19 @@ def test_roi_align_matches_reference(aligned, sampling_ratio):
     assert got.abs().sum() > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_box_pools_the_same_bits_alone_or_among_others(dtype):
+    # Boxes are pooled in groups of equal sample grids; which other boxes share a call (tall,
+    # wide, empty, other images) must not change a single bit of a box's result.
+    generator = np.random.default_rng(3)
+    features = torch.from_numpy(generator.normal(size=(2, 8, 30, 40)).astype(np.float32)).to(dtype)
+    rois = random_rois(generator, 40, images=2, height=30, width=40, scale=0.25)
+    rois[-2, 3], rois[-1, 4] = rois[-2, 1] + 150.0, rois[-1, 2] + 110.0  # one wide, one tall box
+    together = roi_align(features, rois, 7, 0.25, 0, True)
+    for i in range(rois.shape[0]):
+        assert torch.equal(roi_align(features, rois[i : i + 1], 7, 0.25, 0, True)[0], together[i]), i
+
+
 def test_roi_align_empty_and_outside():
     features = torch.randn(1, 4, 8, 8)
     assert roi_align(features, torch.zeros(0, 5), 7, 1.0, 2, False).shape == (0, 4, 7, 7)

@@ -13,8 +13,10 @@ import math
 
 import torch
 
-# Gathered values per step (samples x channels): small enough to stay in cache.
+# Gathered values per step (samples x channels): small enough to stay in cache...
 _VALUES_PER_STEP = 1 << 19
+# ...unless bins have so many samples that a step would hold only a handful of them.
+_MIN_BINS_PER_STEP = 32
 
 
 def _axis_samples(
@@ -77,15 +79,42 @@ def roi_align(
         grid_h = torch.ceil(roi_h / out_h).to(torch.int64)
         grid_w = torch.ceil(roi_w / out_w).to(torch.int64)
     count = (grid_h * grid_w).clamp(min=1).to(dtype)
-    max_gh = max(int(grid_h.max()), 1)
-    max_gw = max(int(grid_w.max()), 1)
-
-    y_low, y_high, y_w0, y_w1, y_ok = _axis_samples(y1, bin_h, out_h, grid_h, max_gh, height)
-    x_low, x_high, x_w0, x_w1, x_ok = _axis_samples(x1, bin_w, out_w, grid_w, max_gw, width)
 
     # (N*H*W, C) rows: one gather fetches all channels of a pixel.
     table = features.permute(0, 2, 3, 1).reshape(-1, channels)
-    image = rois[:, 0].to(torch.int64) * (height * width)
+    sums = features.new_empty((num_rois, out_h, out_w, channels), dtype=dtype)
+    # Boxes are pooled in groups of equal sample grids. One grid padded to the largest of all
+    # boxes would let a single tall box and a single wide one multiply everybody's samples
+    # (a 29 x 29 grid instead of 4 x 4 for every box has been seen on random-weight proposals).
+    grid_key = grid_h.clamp(min=0) * (int(grid_w.max().clamp(min=0)) + 1) + grid_w.clamp(min=0)
+    for key in torch.unique(grid_key):
+        members = torch.nonzero(grid_key == key).flatten()
+        sums[members] = _sum_samples(
+            table, rois[members, 0].to(torch.int64) * (height * width), (height, width),
+            (y1[members], bin_h[members], out_h, grid_h[members]),
+            (x1[members], bin_w[members], out_w, grid_w[members]),
+        )
+    output = sums / count[:, None, None, None]
+    return output.permute(0, 3, 1, 2).to(features.dtype).contiguous(memory_format=_memory_format(features))
+
+
+def _sum_samples(
+    table: torch.Tensor, image_row: torch.Tensor, map_size: tuple[int, int],
+    y_axis: tuple[torch.Tensor, torch.Tensor, int, torch.Tensor],
+    x_axis: tuple[torch.Tensor, torch.Tensor, int, torch.Tensor],
+) -> torch.Tensor:
+    """Sum of the bilinear samples of each bin of R boxes, as (R, bins_y, bins_x, C) float32 (or
+    float64). `table` is the (N*H*W, C) feature map, `image_row` the first row of each box's
+    image in it; each axis is (box start, bin size, bins, samples per bin) in map pixels."""
+    height, width = map_size
+    (y1, bin_h, out_h, grid_h), (x1, bin_w, out_w, grid_w) = y_axis, x_axis
+    num_rois, channels = y1.shape[0], table.shape[1]
+    dtype = y1.dtype
+    max_gh = max(int(grid_h.max()), 1)
+    max_gw = max(int(grid_w.max()), 1)
+    y_low, y_high, y_w0, y_w1, y_ok = _axis_samples(y1, bin_h, out_h, grid_h, max_gh, height)
+    x_low, x_high, x_w0, x_w1, x_ok = _axis_samples(x1, bin_w, out_w, grid_w, max_gw, width)
+
     # Per sample (roi, bin row, sample row, bin column, sample column): 4 corner rows, 4 weights.
     shape = (num_rois, out_h, max_gh, out_w, max_gw)
     yl, yh = y_low[:, :, :, None, None], y_high[:, :, :, None, None]
@@ -93,7 +122,7 @@ def roi_align(
     hy, ly = y_w0[:, :, :, None, None], y_w1[:, :, :, None, None]
     hx, lx = x_w0[:, None, None, :, :], x_w1[:, None, None, :, :]
     ok = (y_ok[:, :, :, None, None] & x_ok[:, None, None, :, :]).to(dtype)
-    base = image[:, None, None, None, None]
+    base = image_row[:, None, None, None, None]
     rows = [base + yl * width + xl, base + yl * width + xh, base + yh * width + xl, base + yh * width + xh]
     weights = [hy * hx * ok, hy * lx * ok, ly * hx * ok, ly * lx * ok]
     # Sample-major order within a bin, so that a bin's samples are summed in the kernel's order.
@@ -101,11 +130,13 @@ def roi_align(
     weights = [w.expand(shape).permute(0, 1, 3, 2, 4).reshape(-1, 1) for w in weights]
     samples = max_gh * max_gw
     bins = num_rois * out_h * out_w
-    output = features.new_empty((bins, channels), dtype=dtype)
-    step = max(1, _VALUES_PER_STEP // (samples * channels))  # bins per step
-    corner = features.new_empty((step * samples, channels), dtype=dtype)
-    value = features.new_empty((step * samples, channels), dtype=dtype)
-    narrow = features.new_empty((step * samples, channels)) if features.dtype != dtype else None
+    output = table.new_empty((bins, channels), dtype=dtype)
+    # Enough bins per step that each add below is not dominated by its call overhead.
+    step = max(_MIN_BINS_PER_STEP, _VALUES_PER_STEP // (samples * channels))
+    step = min(step, bins)
+    corner = table.new_empty((step * samples, channels), dtype=dtype)
+    value = table.new_empty((step * samples, channels), dtype=dtype)
+    narrow = table.new_empty((step * samples, channels)) if table.dtype != dtype else None
 
     def gather(index: torch.Tensor, out: torch.Tensor) -> None:
         if narrow is None:
@@ -129,8 +160,7 @@ def roi_align(
         for sample in range(1, samples):
             total.add_(per_bin[:, sample])
         output[begin:stop] = total
-    output = output.view(num_rois, out_h, out_w, channels) / count[:, None, None, None]
-    return output.permute(0, 3, 1, 2).to(features.dtype).contiguous(memory_format=_memory_format(features))
+    return output.view(num_rois, out_h, out_w, channels)
 
 
 def _memory_format(features: torch.Tensor) -> torch.memory_format:
