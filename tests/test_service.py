@@ -427,6 +427,53 @@ def test_client_that_hangs_up_while_queued_is_withdrawn(tiny_predictor, photo):
     assert metrics['densepose_requests_total{endpoint="/v1/predict",method="POST",status="499"}'] == 1
 
 
+def test_client_giving_up_after_its_timeout_while_in_the_model_keeps_the_service_up(tiny_predictor, photo):
+    gated = GatedPredictor(tiny_predictor)
+    settings = ServiceSettings(max_batch=1, batch_window_ms=0, request_timeout_s=0.2)
+    with serve_in_background(create_app(settings, lambda: gated)) as base:
+        wait_ready(lambda path: httpx.get(base + path))
+        host, port = base.removeprefix("http://").split(":")
+        body = png_of(photo)
+        with socket.create_connection((host, int(port)), timeout=10) as impatient:
+            impatient.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            assert gated.entered.wait(10)
+            time.sleep(0.5)  # past its request timeout, its image still in the model
+        time.sleep(0.2)  # ...and then the client is gone
+        gated.gate.set()
+        assert _post_photo(base, photo).status_code == 200
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        metrics = parse_metrics(httpx.get(f"{base}/metrics").text)
+    assert gated.batch_sizes == [1, 1]
+    assert metrics["densepose_model_ready"] == 1
+
+
+class _WorkerKiller:
+    """A predictor whose model call raises what no job handler catches (as an interpreter
+    shutdown would), so that the model thread ends."""
+
+    def __init__(self, inner: Predictor):
+        self.model, self.config, self.device, self.precision = inner.model, inner.config, inner.device, inner.precision
+
+    def batch(self, images, **selection):
+        raise SystemExit("the model thread ends")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the worker's end, on purpose
+def test_readyz_and_metrics_report_a_dead_model_worker(tiny_predictor, photo):
+    with started(create_app(ServiceSettings(request_timeout_s=2), lambda: _WorkerKiller(tiny_predictor))) as client:
+        assert client.get("/readyz").status_code == 200
+        client.post("/v1/predict", content=png_of(photo))  # ends the worker; its own answer does not matter
+        deadline = time.monotonic() + 10
+        while (ready := client.get("/readyz")).status_code == 200:
+            assert time.monotonic() < deadline, "/readyz never noticed the worker was gone"
+            time.sleep(0.02)
+        refused = client.post("/v1/predict", content=png_of(photo))
+        metrics = parse_metrics(client.get("/metrics").text)
+    assert ready.status_code == 503 and ready.json() == {"status": "failed", "error": "the model worker has stopped"}
+    assert_one_line_error(refused, 503, "the model worker has stopped")
+    assert metrics["densepose_model_ready"] == 0
+
+
 def test_slow_upload_is_cut_off_with_408(tiny_predictor, photo):
     settings = ServiceSettings(read_timeout_s=0.5)
     with serve_in_background(create_app(settings, lambda: tiny_predictor)) as base:

@@ -145,3 +145,74 @@ def test_stop_fails_the_waiting_jobs(model):
         waiting.future.result(WAIT_S)
     with pytest.raises(ServiceError, match="shutting down"):
         queue.submit(image(3))
+
+
+def test_worker_survives_a_job_cancelled_while_in_the_model(model):
+    queue = running(model, max_batch=1, window_s=0)
+    model.hold.clear()
+    in_model = queue.submit(image(1))
+    assert model.started.wait(WAIT_S)
+    cancelled_early = queue.submit(image(2))
+    assert cancelled_early.future.cancel()  # its requester went away before the model took it
+    assert not in_model.future.cancel(), "a job the model has must not be cancellable"
+    model.hold.set()
+    assert in_model.future.result(WAIT_S) == "result 1"
+    assert queue.submit(image(3)).future.result(WAIT_S) == "result 3"
+    assert queue.healthy
+    queue.stop()
+    assert model.calls == [[1], [3]], "a cancelled job must never reach the model"
+    assert not queue.healthy
+
+
+def test_client_gone_after_its_timeout_while_in_the_model_leaves_the_worker_serving(model):
+    """The path that killed the worker: the request's timeout passes while its image is in the
+    model, then its client disconnects (the task awaiting the result is cancelled)."""
+    queue = running(model, max_batch=1, window_s=0)
+    model.hold.clear()
+
+    async def scenario():
+        request = asyncio.ensure_future(queue.predict(image(1), timeout_s=0.05))
+        while not model.started.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # past the timeout: now awaiting the job already in the model
+        request.cancel()  # the client disconnects
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        model.hold.set()
+        return await queue.predict(image(2), timeout_s=WAIT_S)
+
+    assert asyncio.run(scenario()) == "result 2"
+    assert queue.healthy
+    queue.stop()
+
+
+def test_a_failure_outside_the_model_call_does_not_end_the_worker(model):
+    def broken(images):
+        if int(images[0].flat[0]) == 7:
+            return []  # a bug: fewer results than images
+        return model(images)
+
+    queue = running(broken, max_batch=1, window_s=0)
+    lost = queue.submit(image(7))
+    with pytest.raises(RuntimeError, match="0 results for 1 images"):
+        lost.future.result(WAIT_S)
+    assert queue.submit(image(8)).future.result(WAIT_S) == "result 8"
+    queue.stop()
+
+
+def test_retry_after_follows_the_measured_time_per_image(model):
+    slow = Model()
+    slow.hold.clear()
+    queue = running(slow, max_batch=1, window_s=0)
+    threading.Timer(0.5, slow.hold.set).start()
+    for value in range(3):
+        queue.submit(image(value)).future.result(WAIT_S)  # each about 0.5 s, then at once
+    assert 0.2 < 1 / queue.drain_rate < 1.0
+    slow.hold.clear()
+    jobs = [queue.submit(image(value)) for value in range(8)]
+    assert slow.started.wait(WAIT_S)
+    assert queue.retry_after_s() == pytest.approx(8 / queue.drain_rate, abs=1)
+    slow.hold.set()
+    for job in jobs:
+        job.future.result(WAIT_S)
+    queue.stop()

@@ -161,3 +161,39 @@ def test_not_json_is_422(client):
 def test_without_a_data_root_the_endpoint_is_off(tiny_predictor):  # noqa: F811
     with started(create_app(ServiceSettings(), lambda: tiny_predictor)) as client:
         assert_one_line_error(client.post("/densepose", json=body()), 403, "--data-root")
+
+
+def test_a_file_name_too_long_for_any_file_system_is_422(client, layout):
+    root, _ = layout
+    before = _files(root)
+    assert_one_line_error(client.post("/densepose", json=body(file_name="x" * 300)), 422, "longer than 255 bytes")
+    assert_one_line_error(client.post("/densepose", json=body(client_id="c" * 256)), 422, "longer than 255 bytes")
+    assert _files(root) == before
+
+
+def test_messages_name_paths_as_the_request_did(client, layout):
+    root, _ = layout
+    answer = assert_one_line_error(client.post("/densepose", json=body(file_name="00010")), 404)
+    assert answer == "no photo image/GM/00010.jpg or image/GM/00010.png"
+    assert str(root) not in answer and str(root.resolve()) not in answer
+
+
+@pytest.mark.parametrize("fields", [
+    {"dense_root": "image", "client_id": "GM"},  # the render would be image/GM/00009.jpg: the photo itself
+    {"dense_root": ".", "client_id": "image/GM"},
+])
+def test_a_render_over_its_own_photo_is_refused(client, layout, fields):
+    root, _ = layout
+    photo_file = root / "image" / "GM" / "00009.jpg"
+    before = photo_file.read_bytes()
+    assert_one_line_error(client.post("/densepose", json=body(**fields)), 409, "would replace a photo")
+    assert photo_file.read_bytes() == before
+
+
+def test_an_output_that_is_a_folder_or_under_a_file_is_409(client, layout):
+    root, _ = layout
+    (root / "image-densepose" / "GM" / "00009.jpg").mkdir(parents=True)
+    assert_one_line_error(client.post("/densepose", json=body()), 409, "would replace a folder")
+    (root / "blocked").write_text("a file where a folder must be")
+    assert_one_line_error(client.post("/densepose", json=body(dense_root="blocked")), 409, "a file stands where a folder")
+    assert (root / "blocked").read_text() == "a file where a folder must be"

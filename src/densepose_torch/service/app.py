@@ -1,7 +1,7 @@
 """The FastAPI application: routes, model readiness, error replies, metrics.
 
 Routes: `GET /` (web page), `POST /v1/predict`, `GET /v1/models`, `POST /densepose` (legacy,
-path based), `GET /healthz` (the process answers), `GET /readyz` (the model is loaded),
+path based), `GET /healthz` (the process answers), `GET /readyz` (the model is loaded and its worker runs),
 `GET /metrics` (Prometheus text), `GET /docs` (Swagger UI, served from the installed
 `swagger-ui-bundle-v2` package, so it works offline) and `GET /openapi.json`.
 
@@ -183,7 +183,10 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
         return _run_predictions(slot.require(), requests)
 
     queue = BatchQueue(run_batch, settings.queue_size, settings.batch_size_for("cpu"), settings.batch_window_ms / 1000.0,
-                       on_batch=counters.observe_batch)
+                       counters)
+
+    def ready() -> bool:
+        return slot.status == "ready" and queue.healthy
 
     def load() -> None:
         started = time.perf_counter()
@@ -262,18 +265,21 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
     async def healthz() -> dict:
         return {"status": "ok", "model": slot.status}
 
-    @app.get("/readyz", summary="Ready to predict: 200 once the model is loaded, 503 before (or if it failed)",
-             responses={503: {"description": "still loading, or failed"}})
+    @app.get("/readyz", summary="Ready to predict: 200 once the model is loaded and its worker runs, 503 otherwise",
+             responses={503: {"description": "still loading, the model failed to load, or the model worker stopped"}})
     async def readyz() -> JSONResponse:
-        if slot.status == "ready":
+        if ready():
             return JSONResponse({"status": "ready"})
+        if slot.status == "ready":  # loaded, but the worker is gone: only a restart helps
+            return JSONResponse({"status": "failed", "error": "the model worker has stopped"}, status_code=503)
         body = {"status": slot.status} | ({"error": slot.error} if slot.error else {})
         headers = {"Retry-After": str(RETRY_AFTER_LOADING_S)} if slot.status == "loading" else None
         return JSONResponse(body, status_code=503, headers=headers)
 
     @app.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=PlainTextResponse)
     async def metrics_page() -> Response:
-        return Response(counters.exposition(queue.depth, slot.status == "ready"), media_type=metrics.CONTENT_TYPE)
+        state = metrics.QueueState(queue.depth, queue.capacity, queue.drain_rate)
+        return Response(counters.exposition(state, ready()), media_type=metrics.CONTENT_TYPE)
 
     @app.get("/v1/models", summary="The model this server runs, and the outputs /v1/predict offers")
     async def models() -> dict:
@@ -325,7 +331,8 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
               description=legacy.__doc__, openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": legacy.LegacyRequest.model_json_schema()}}}},
               responses={403: {"description": "a path outside the data root, or no --data-root"},
-                         404: {"description": "no such photo"}, **_ERROR_RESPONSES})
+                         404: {"description": "no such photo"},
+                         409: {"description": "the render would replace the photo or a folder"}, **_ERROR_RESPONSES})
     async def densepose_legacy(request: Request) -> dict:
         body = await read_body(request, settings.max_upload_bytes, settings.read_timeout_s)
         try:
@@ -335,6 +342,7 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
         paths = legacy.resolve_paths(settings.data_root, fields)
         slot.require()
         source = paths.existing_input()
+        paths.check_output()
         image = await run_in_threadpool(lambda: decode_image(legacy.read_photo(source), settings.max_pixels))
         _, result = await predict_one(request, _Prediction(image, DEFAULT_MIN_SCORE, top_person=True))
         await run_in_threadpool(legacy.write_legacy_render, paths.output, paths.reply_path, image, result)

@@ -2,11 +2,15 @@
 model on batches.
 
 The first image to arrive waits at most `window_s` for others (up to `max_batch`) and they go
-go to `run_batch` together; under load the queue is never empty, so batches fill at once. A job's
+to `run_batch` together; under load the queue is never empty, so batches fill at once. A job's
 payload is whatever `run_batch` takes (the service queues an image with its request's options).
-Inference runs in the worker thread, never on the event loop. A full queue refuses at once (503); a request that waits longer than its timeout is withdrawn before the
-model sees it (503), as is one whose client goes away -- once its batch has started it is seen
-through.
+Inference runs in the worker thread, never on the event loop. A full queue refuses at once (503);
+a request that waits longer than its timeout is withdrawn before the model sees it (503), as is
+one whose client goes away -- once its batch has started it is seen through.
+
+The worker claims each job before running it (a job its requester already cancelled is dropped
+then), and no single job or batch can end the worker: every failure goes to its own requests and
+the worker carries on. `healthy` says whether the worker is still there to serve.
 """
 from __future__ import annotations
 
@@ -16,17 +20,22 @@ import math
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..errors import DensePoseError
 from ..results import DensePoseResult
 from .errors import ServiceError
+from .metrics import Metrics
 
 RunBatch = Callable[[Sequence[Any]], list[DensePoseResult]]
 # Weight of the newest batch in the running per-image time behind Retry-After.
 _SMOOTHING = 0.2
+# The per-image time assumed before the first batch has been timed (a zoo model on one CPU core
+# takes about this long; the estimate follows the real drain rate from the first batch on).
+_FIRST_GUESS_S = 1.0
+_WORKER_GONE = "the model worker has stopped; the server needs a restart"
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +44,24 @@ log = logging.getLogger(__name__)
 class _Job:
     payload: Any
     future: Future
+    queued_at: float  # time.monotonic() when it was queued
 
 
 class BatchQueue:
     """Queue of payloads for `run_batch`, drained by one worker thread (`start` / `stop`).
-    `on_batch(size, seconds)` is told about every model call (for metrics)."""
+    `metrics` is told about every model call, every queue wait and every request shed."""
 
-    def __init__(self, run_batch: RunBatch, capacity: int, max_batch: int, window_s: float,
-                 on_batch: Callable[[int, float], None] = lambda size, seconds: None):
+    def __init__(self, run_batch: RunBatch, capacity: int, max_batch: int, window_s: float, metrics: Metrics | None = None):
         self._run_batch = run_batch
-        self._capacity = capacity
+        self.capacity = capacity
         self.max_batch = max_batch  # may change while running (the service sets it once the model's device is known)
         self._window_s = window_s
-        self._on_batch = on_batch
+        self._metrics = metrics or Metrics()
         self._waiting: deque[_Job] = deque()
         self._changed = threading.Condition()
         self._stopping = False
         self._busy = 0
-        self._seconds_per_image = 1.0
+        self._seconds_per_image = _FIRST_GUESS_S
         self._thread = threading.Thread(target=self._work, name="densepose-model", daemon=True)
 
     def start(self) -> None:
@@ -66,8 +75,14 @@ class BatchQueue:
             self._waiting.clear()
             self._changed.notify_all()
         for job in abandoned:
-            job.future.set_exception(ServiceError(503, "the server is shutting down"))
+            _settle(job.future, error=ServiceError(503, "the server is shutting down"))
+            self._metrics.count_shed("shutdown")
         self._thread.join()
+
+    @property
+    def healthy(self) -> bool:
+        """The worker is running and takes jobs."""
+        return self._thread.is_alive() and not self._stopping
 
     @property
     def depth(self) -> int:
@@ -75,22 +90,31 @@ class BatchQueue:
         with self._changed:
             return len(self._waiting) + self._busy
 
+    @property
+    def drain_rate(self) -> float:
+        """Images the worker finishes per second of model time, from the recent batches."""
+        return 1.0 / self._seconds_per_image
+
     def retry_after_s(self) -> int:
-        """Seconds until the queue has likely drained, for a Retry-After header."""
+        """Seconds until the queue has likely drained at its recent rate, for a Retry-After header."""
         return max(1, math.ceil(self.depth * self._seconds_per_image))
 
     def submit(self, payload: Any) -> _Job:
-        """Queue one payload; its job's Future gets the result. ServiceError 503 when the queue is full."""
-        job = _Job(payload, Future())
+        """Queue one payload; its job's Future gets the result. ServiceError 503 when the queue is
+        full or the worker is gone."""
+        job = _Job(payload, Future(), time.monotonic())
         with self._changed:
             if self._stopping:
                 raise ServiceError(503, "the server is shutting down")
-            full = len(self._waiting) >= self._capacity
+            if not self._thread.is_alive():
+                raise ServiceError(503, _WORKER_GONE)
+            full = len(self._waiting) >= self.capacity
             if not full:
                 self._waiting.append(job)
                 self._changed.notify_all()
         if full:
-            raise ServiceError(503, f"the server is busy ({self._capacity} images queued); retry later", self.retry_after_s())
+            self._metrics.count_shed("queue_full")
+            raise ServiceError(503, f"the server is busy ({self.capacity} images queued); retry later", self.retry_after_s())
         return job
 
     def withdraw(self, job: _Job) -> bool:
@@ -111,10 +135,12 @@ class BatchQueue:
             return await asyncio.wait_for(asyncio.shield(waiting), timeout_s)
         except asyncio.TimeoutError:
             if self.withdraw(job):
+                self._metrics.count_shed("timeout")
                 raise ServiceError(503, f"no model time within {timeout_s:g} s; retry later", self.retry_after_s()) from None
             return await waiting  # already in the model: it finishes shortly
         except asyncio.CancelledError:
-            self.withdraw(job)  # nobody waits for it any more
+            if self.withdraw(job):  # nobody waits for it any more
+                self._metrics.count_shed("client_gone")
             raise
 
     def _next_batch(self) -> list[_Job]:
@@ -135,19 +161,44 @@ class BatchQueue:
             self._busy = len(batch)
         return batch
 
+    def _claim(self, batch: list[_Job]) -> list[_Job]:
+        """The jobs of `batch` still wanted, each marked running (so that nobody can cancel it
+        any more and its result can always be delivered)."""
+        now = time.monotonic()
+        claimed = []
+        for job in batch:
+            if job.future.set_running_or_notify_cancel():
+                self._metrics.observe_wait(now - job.queued_at)
+                claimed.append(job)
+        return claimed
+
     def _work(self) -> None:
         while batch := self._next_batch():
-            started = time.perf_counter()
-            self._run(batch)
-            seconds = time.perf_counter() - started
-            with self._changed:
-                self._busy = 0
-            self._seconds_per_image += _SMOOTHING * (seconds / len(batch) - self._seconds_per_image)
-            self._on_batch(len(batch), seconds)
+            try:
+                jobs = self._claim(batch)
+                if jobs:
+                    started = time.perf_counter()
+                    self._run(jobs)
+                    seconds = time.perf_counter() - started
+                    self._seconds_per_image += _SMOOTHING * (seconds / len(jobs) - self._seconds_per_image)
+                    self._metrics.observe_batch(len(jobs), seconds)
+            except Exception as error:  # a bug here must not take the only model thread with it
+                log.error("model worker: a batch failed", exc_info=error)
+                for job in batch:
+                    _settle(job.future, error=ServiceError(500, "internal error (the server log has the details)"))
+            except BaseException:  # the thread ends (interpreter exit): nobody may wait for these forever
+                for job in batch:
+                    _settle(job.future, error=ServiceError(503, _WORKER_GONE))
+                raise
+            finally:
+                with self._changed:
+                    self._busy = 0
 
     def _run(self, jobs: list[_Job]) -> None:
         try:
             results = self._run_batch([job.payload for job in jobs])
+            if len(results) != len(jobs):
+                raise RuntimeError(f"the model gave {len(results)} results for {len(jobs)} images")
         except Exception as error:  # every failure must reach its requests
             if len(jobs) > 1:
                 # One bad image must not fail the others of its batch: retry them one by one.
@@ -156,7 +207,21 @@ class BatchQueue:
                 return
             if not isinstance(error, DensePoseError):
                 log.error("model call failed", exc_info=error)
-            jobs[0].future.set_exception(error)
+            _settle(jobs[0].future, error=error)
             return
         for job, result in zip(jobs, results):
-            job.future.set_result(result)
+            _settle(job.future, result=result)
+
+
+def _settle(future: Future, result: Any = None, error: BaseException | None = None) -> None:
+    """Deliver a job's outcome; a future that already has one (cancelled, or failed by `stop`)
+    keeps it."""
+    if future.done():
+        return
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # settled by another thread in between
+        pass

@@ -4,8 +4,11 @@ handful of counters and histograms do not need a client library.
 Series: `densepose_requests_total{endpoint,method,status}`,
 `densepose_request_duration_seconds{endpoint}` (histogram), `densepose_errors_total{endpoint,status}`
 (answers of 400 and above), `densepose_queue_depth` (images waiting or in the model),
-`densepose_batch_size` and `densepose_inference_seconds` (histograms of model calls),
-`densepose_model_ready` (1 once the model is loaded).
+`densepose_queue_capacity`, `densepose_queue_wait_seconds` (histogram: time from queueing to the
+model), `densepose_queue_drain_images_per_second` (the recent rate behind Retry-After),
+`densepose_shed_total{reason}` (requests that never reached the model: queue_full, timeout,
+client_gone, shutdown), `densepose_batch_size` and `densepose_inference_seconds` (histograms of
+model calls), `densepose_model_ready` (1 once the model is loaded and its worker runs).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SHED_REASONS = ("queue_full", "timeout", "client_gone", "shutdown")
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -59,6 +63,15 @@ def _labels(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items()) + "}"
 
 
+@dataclass(frozen=True)
+class QueueState:
+    """The model queue as the metrics page shows it."""
+
+    depth: int  # images waiting or in the model
+    capacity: int
+    drain_rate: float  # images per second of model time, recently
+
+
 class Metrics:
     """Counters of one service; safe to update from the event loop and the model thread."""
 
@@ -68,6 +81,8 @@ class Metrics:
         self._latency: dict[str, Histogram] = {}
         self._batch_sizes = Histogram(BATCH_SIZE_BUCKETS)
         self._inference = Histogram(LATENCY_BUCKETS_S)
+        self._waits = Histogram(LATENCY_BUCKETS_S)
+        self._shed: Counter[str] = Counter({reason: 0 for reason in SHED_REASONS})
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -79,7 +94,15 @@ class Metrics:
             self._batch_sizes.observe(size)
             self._inference.observe(seconds)
 
-    def exposition(self, queue_depth: int, model_ready: bool) -> str:
+    def observe_wait(self, seconds: float) -> None:
+        with self._lock:
+            self._waits.observe(seconds)
+
+    def count_shed(self, reason: str) -> None:
+        with self._lock:
+            self._shed[reason] += 1
+
+    def exposition(self, queue: QueueState, model_ready: bool) -> str:
         """The metrics page."""
         with self._lock:
             lines = [
@@ -107,8 +130,20 @@ class Metrics:
             lines += [
                 "# HELP densepose_queue_depth Images waiting for the model or in it now.",
                 "# TYPE densepose_queue_depth gauge",
-                f"densepose_queue_depth {queue_depth}",
-                "# HELP densepose_model_ready 1 once the model is loaded and serving.",
+                f"densepose_queue_depth {queue.depth}",
+                "# HELP densepose_queue_capacity Images the queue holds before it refuses (503).",
+                "# TYPE densepose_queue_capacity gauge",
+                f"densepose_queue_capacity {queue.capacity}",
+                "# HELP densepose_queue_drain_images_per_second Images the model finishes per second, recently (Retry-After is the depth over this).",
+                "# TYPE densepose_queue_drain_images_per_second gauge",
+                f"densepose_queue_drain_images_per_second {_number(queue.drain_rate)}",
+                "# HELP densepose_queue_wait_seconds Time from queueing to the start of the model call.",
+                "# TYPE densepose_queue_wait_seconds histogram",
+                *self._waits.lines("densepose_queue_wait_seconds", {}),
+                "# HELP densepose_shed_total Requests answered without reaching the model, by reason.",
+                "# TYPE densepose_shed_total counter",
+                *(f"densepose_shed_total{_labels({'reason': reason})} {count}" for reason, count in sorted(self._shed.items())),
+                "# HELP densepose_model_ready 1 once the model is loaded and its worker serves.",
                 "# TYPE densepose_model_ready gauge",
                 f"densepose_model_ready {int(model_ready)}",
                 "# HELP densepose_batch_size Images per model call.",

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DensePoseError
+from ..io.images import DEFAULT_MAX_PIXELS
 
 DEFAULT_MIN_SCORE = 0.8  # as `densepose predict` and detectron2's apply_net
 # Open connections (and requests) past which uvicorn answers 503 at once.
@@ -20,9 +21,7 @@ class ServiceSettings:
     model_label: str = "model"  # what /v1/models calls the model while it loads
     data_root: Path | None = None
     max_upload_bytes: int = 20 * 1024 * 1024
-    # 40 megapixels (8000 x 5000) is above any camera photo people send for DensePose and well
-    # below Pillow's own decompression-bomb threshold (89 megapixels).
-    max_pixels: int = 40_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS  # as `densepose predict --max-pixels`
     queue_size: int = 64  # images waiting for the model; one more gets 503
     # Images per model call; None: GPU_MAX_BATCH on a GPU, 1 on the CPU, where a batch costs
     # about as much as its images one by one, so batching would only add latency.

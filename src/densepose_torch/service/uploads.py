@@ -18,7 +18,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
 from ..errors import DensePoseError
-from ..io.images import to_rgb_array
+from ..io.images import ImageTooLargeError, check_pixels, to_rgb_array
 from .errors import ServiceError
 
 IMAGE_FIELD = "image"  # the multipart file field of an upload
@@ -85,10 +85,10 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise ServiceError(422, f"no image: send the image file as the request body or as the multipart file field {IMAGE_FIELD!r}")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ServiceError(413, f"the image is {width}x{height} pixels, over the limit of {max_pixels} pixels")
+            check_pixels(image, max_pixels, "the image")
             return to_rgb_array(image)
+    except ImageTooLargeError as error:
+        raise ServiceError(413, str(error)) from None
     except Image.DecompressionBombError as error:
         raise ServiceError(413, f"the image is too large to decode safely ({error})") from None
     except UnidentifiedImageError:
