@@ -15,6 +15,7 @@ from densepose_torch.errors import DensePoseError
 from densepose_torch.io.coco_results import load_results
 from densepose_torch.io.iuv_png import read_inds_png, read_iuv_png
 from densepose_torch.io.npz import read_npz
+from densepose_torch.io.output_folder import RUN_RECORD
 from densepose_torch.io.video import probe_video, read_frames
 from densepose_torch.results import ChartResult, DensePoseResult
 
@@ -61,7 +62,7 @@ def fake(monkeypatch):
     predictor = FakePredictor()
     loaded = []
 
-    def build(model, device, precision, min_score, top_person):
+    def build(model, device, precision, min_score, top_person, trust_checkpoint):
         loaded.append((model, device, precision, min_score, top_person))
         predictor.min_score, predictor.top_person = min_score, top_person
         return predictor
@@ -88,11 +89,12 @@ def write_photos(folder, names, height=40, width=60):
 
 
 def files_under(folder):
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """The outputs under `folder`, without the run record every run leaves."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != RUN_RECORD)
 
 
 def no_temporary_files(folder):
-    return not [p for p in folder.rglob(".*")]
+    return not [p for p in folder.rglob(".*") if p.name != RUN_RECORD]
 
 
 def test_folder_to_all_outputs_keeps_stems(tmp_path, fake, capsys):

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from densepose_torch.cli import main
-from densepose_torch.compare import CompareConfig, compare, resolve_models
+from densepose_torch.compare import CompareConfig, compare, resolve_models, runner
 from densepose_torch.compare.agreement import (
     mean_agreement,
     mean_iou,
@@ -271,6 +271,44 @@ def test_all_lists_missing_weights_as_skipped(workspace):
     assert rows[ZOO[0].name]["zoo_gpsm_ap"] == ZOO[0].metrics.gpsm_ap
     assert results["agreement"]["models"] == ["a"]
     assert results["images"] == ["photo0.png", "photo1.png"]
+
+
+class RecordingBar:
+    """Stands in for tqdm: keeps its total and the updates it got."""
+
+    bars: list["RecordingBar"] = []
+
+    def __init__(self, *args, total=None, **options):
+        self.total, self.done = total, 0
+        RecordingBar.bars.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, count=1):
+        self.done += count
+
+    def set_postfix_str(self, text):
+        pass
+
+    def refresh(self):
+        pass
+
+
+def test_the_progress_bar_counts_only_work_to_do(workspace, monkeypatch):
+    monkeypatch.setattr(runner, "tqdm", RecordingBar)
+    RecordingBar.bars = []
+    compare(config(workspace, "all", "a.pth", limit=2), loader=FakeLoader(), progress=False)
+    (bar,) = RecordingBar.bars
+    # Of the zoo, the embedded model and a, only a runs (2 images); the cached corrupt zoo file
+    # is tried and fails to load: its 2 images leave the total instead of counting as done.
+    assert (bar.total, bar.done) == (2, 2)
+    RecordingBar.bars = []
+    compare(config(workspace, "a.pth", limit=2), loader=FakeLoader(), progress=False)
+    assert [(bar.total, bar.done) for bar in RecordingBar.bars] == [(0, 0)]  # all cached
 
 
 def run_cli(*argv) -> int:

@@ -1,6 +1,8 @@
 """Reading frames and writing rendered videos."""
 from __future__ import annotations
 
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -95,3 +97,14 @@ def test_unreadable_video_is_a_one_line_error(tmp_path):
         probe_video(tmp_path / "broken.mp4")
     with pytest.raises(DensePoseError, match="cannot open video"):
         list(read_frames(tmp_path / "broken.mp4"))
+
+
+def test_codec_probing_without_imageio_ffmpeg_prints_nothing(monkeypatch, capfd):
+    """Without the [video] extra the encoder comes from OpenCV's probes; those that fail (no
+    H.264 encoder, no VP9 tag in this build...) must not print FFmpeg's or OpenCV's errors."""
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails as if not installed
+    capfd.readouterr()
+    encoder = choose_encoder()
+    captured = capfd.readouterr()
+    assert encoder.ffmpeg is None and encoder.name.startswith("opencv-")
+    assert captured.err == "" and captured.out == ""

@@ -24,22 +24,27 @@ from .config import ModelConfig
 from .errors import DensePoseError
 from .io.atomic import atomic_write
 from .io.download import cache_dir, cached_download
+from .io.safe_pickle import UnsafePickleError, safe_load
 from .modeling import DensePoseRCNN, build_model
-from .zoo import ZooModel, architecture_from_name, get_zoo_model
+from .zoo import ZOO, ZooModel, architecture_from_name, get_zoo_model
 
 CHECKPOINT_FORMAT = "densepose-torch/1"
 DEFAULT_MODEL_FILE = "default_model.pth"  # in densepose_torch/assets
+DEFAULT_MODEL_NAME = "default"  # what --model accepts for it, as `densepose compare --models` does
 # Buffers some detectron2 versions saved that the architecture does not need.
 _IGNORED_KEYS = re.compile(r"^(pixel_mean|pixel_std)$|anchor_generator\.cell_anchors")
 
 
-def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig | None, str]:
+def read_state_dict(
+    path: str | os.PathLike, trust_checkpoint: bool = False
+) -> tuple[dict[str, torch.Tensor], ModelConfig | None, str]:
     """(state dict with detectron2 names, the architecture if the file records it, the format:
-    "detectron2", "densepose-torch" or "caffe2")."""
+    "detectron2", "densepose-torch" or "caffe2"). Nothing in the file runs unless
+    `trust_checkpoint` (see `load_model`)."""
     path = Path(path)
     if not path.is_file():
         raise DensePoseError(f"no such checkpoint file: {path}")
-    data = _unpickle(path)
+    data = _unpickle(path, trust_checkpoint)
     if not isinstance(data, dict):
         raise DensePoseError(f"{path} is not a DensePose checkpoint (it holds a {type(data).__name__})")
     if "model" in data and isinstance(data["model"], dict):
@@ -61,20 +66,44 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], M
     return tensors, config, kind
 
 
-def _unpickle(path: Path) -> Any:
+def _unpickle(path: Path, trust_checkpoint: bool) -> Any:
+    """The file's content: torch.save files through torch's weights-only loader, pickles through
+    io.safe_pickle (arrays, dicts, lists, strings, numbers), neither of which runs code from the
+    file. `trust_checkpoint` loads with plain pickle instead, which runs whatever the file says."""
     with open(path, "rb") as handle:
         head = handle.read(4)
     try:
         if head.startswith(b"PK"):  # torch.save's zip container
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except pickle.UnpicklingError:
-                # detectron2 training checkpoints also pickle optimizer/scheduler objects.
-                return torch.load(path, map_location="cpu", weights_only=False)
+            return torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
         with open(path, "rb") as handle:
-            return pickle.load(handle, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, ModuleNotFoundError, AttributeError) as error:
-        raise DensePoseError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from None
+            return pickle.load(handle, encoding="latin1") if trust_checkpoint else safe_load(handle)
+    except (UnsafePickleError, pickle.UnpicklingError) as error:
+        if trust_checkpoint or not _needs_trust(error):
+            raise DensePoseError(f"cannot read checkpoint {path}: {_one_line(error)}") from None
+        raise DensePoseError(
+            f"{path} holds more than weights ({_one_line(error)}), and loading it would run code from the file; "
+            "if you trust where it came from, load it with trust_checkpoint=True (--trust-checkpoint)"
+        ) from None
+    except (EOFError, RuntimeError, ValueError, ModuleNotFoundError, AttributeError, TypeError) as error:
+        raise DensePoseError(f"cannot read checkpoint {path}: {type(error).__name__}: {_one_line(error)}") from None
+
+
+def _needs_trust(error: Exception) -> bool:
+    """Whether a refused load failed on a global the safe loaders do not admit (rather than on a
+    broken file)."""
+    return isinstance(error, UnsafePickleError) or "weights_only" in str(error).lower() or "global" in str(error).lower()
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).strip()
+    if isinstance(error, UnsafePickleError):
+        return str(error)
+    first = text.splitlines()[0] if text else type(error).__name__
+    # torch's weights-only refusal names the global on a later line: keep that part.
+    unsupported = re.search(r"GLOBAL ([\w.]+)", text)
+    if unsupported:
+        return f"it names {unsupported.group(1)}, which the weights-only loader does not admit"
+    return first[:300]
 
 
 # Caffe2 / Detectron blob names -> detectron2 names, applied in this order (detectron2's
@@ -247,24 +276,55 @@ def fetch_zoo_checkpoint(model: ZooModel) -> Path:
 
 
 def _zoo_entry_for_file(path: Path) -> ZooModel | None:
-    """The zoo model a file name or its folders name (model_final_<md5>.pkl, the model id)."""
+    """The zoo model a file name or its folders name: exactly (model_final_<md5>.pkl, the model
+    id, a short or full name), or as the longest zoo short name inside the file's stem
+    (`finetuned_R_50_FPN_DL_WC1M_3x_Atop10P_CA.pkl`)."""
     for part in (path.name, *path.parent.parts[::-1]):
         try:
             return get_zoo_model(part)
         except DensePoseError:
             continue
-    return None
+    inside = [model for model in ZOO if model.name in path.stem]
+    return max(inside, key=lambda model: len(model.name)) if inside else None
+
+
+def _architecture_from_keys(state: dict[str, torch.Tensor], path: Path) -> ModelConfig:
+    """The architecture the keys describe; refused when they fit zoo architectures that compute
+    differently (they cannot tell the Atop10P family's box pooler from DL_WC1M's)."""
+    inferred = infer_architecture(state)
+    candidates = [model for model in ZOO if _without_box_pooler(model.architecture) == inferred]
+    poolers = {(model.architecture.box_pooler_aligned, model.architecture.box_pooler_sampling_ratio) for model in candidates}
+    if len(poolers) > 1:
+        names = ", ".join(model.name for model in candidates)
+        raise DensePoseError(
+            f"{path.name}: its keys fit several zoo architectures that find different people ({names}); say which with "
+            "config=NAME (--config NAME), or keep a zoo name in the file name"
+        )
+    return candidates[0].architecture if candidates else inferred
+
+
+def _without_box_pooler(config: ModelConfig) -> ModelConfig:
+    return dataclasses.replace(config, box_pooler_aligned=False, box_pooler_sampling_ratio=2)
 
 
 def load_model(
-    name_or_path: str | os.PathLike | None = None, config: ModelConfig | str | None = None, device: str | torch.device = "cpu"
+    name_or_path: str | os.PathLike | None = None,
+    config: ModelConfig | str | None = None,
+    device: str | torch.device = "cpu",
+    trust_checkpoint: bool = False,
 ) -> DensePoseRCNN:
-    """A ready-to-run model (eval mode) from a zoo name, a local checkpoint, or, with no argument,
-    the embedded default model.
+    """A ready-to-run model (eval mode) from a zoo name, a local checkpoint, "default" or, with no
+    argument, the embedded default model.
 
     For a local file the architecture comes from `config` (a ModelConfig or a zoo name), else from
-    the file itself (our checkpoints record it), else from a zoo file name, else from its keys."""
-    if name_or_path is None:
+    the file itself (our checkpoints record it), else from a zoo name in the file name, else from
+    its keys, refusing keys that fit zoo architectures which compute differently.
+    Loading never runs code from the file: pickles load through a reader that admits only
+    arrays and plain data, torch files through torch's weights-only loader. A file that needs more
+    (a detectron2 training checkpoint that pickled optimizer objects, say) is refused unless
+    `trust_checkpoint=True`, which loads it with plain pickle: only for files you trust, since
+    such a file can run any code."""
+    if name_or_path is None or str(name_or_path) == DEFAULT_MODEL_NAME:
         return load_default_model(device)
     path = Path(name_or_path)
     zoo_model: ZooModel | None = None
@@ -274,7 +334,7 @@ def load_model(
     if not path.exists():
         zoo_model = get_zoo_model(str(name_or_path))
         path = fetch_zoo_checkpoint(zoo_model)
-    state, recorded, kind = read_state_dict(path)
+    state, recorded, kind = read_state_dict(path, trust_checkpoint)
     if isinstance(config, str):
         architecture, name = get_zoo_model(config).architecture, get_zoo_model(config).name
     elif config is not None:
@@ -288,7 +348,7 @@ def load_model(
     elif kind == "caffe2":
         architecture, name = _caffe2_architecture(state), path.stem
     else:
-        architecture, name = infer_architecture(state), path.stem
+        architecture, name = _architecture_from_keys(state, path), path.stem
     model = build_model(architecture, name)
     load_weights(model, state, kind, source=str(path))
     return model.to(device).eval()
@@ -310,9 +370,9 @@ def load_default_model(device: str | torch.device = "cpu") -> DensePoseRCNN:
             "--model NAME (e.g. --model R_50_FPN_s1x; `densepose models` lists all 27) or pass a checkpoint path"
         )
     with importlib.resources.as_file(resource) as path:
-        state, config, kind = read_state_dict(path)
+        state, config, kind = read_state_dict(path)  # our own file: the safe loaders read it
     if config is None:
         raise DensePoseError(f"the embedded {DEFAULT_MODEL_FILE} does not record its architecture; reinstall the package")
-    model = build_model(config, "default")
+    model = build_model(config, DEFAULT_MODEL_NAME)
     load_weights(model, state, kind, source=f"the embedded {DEFAULT_MODEL_FILE}")
     return model.to(device).eval()

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from .allocator import keep_freed_memory
+from .devices import resolve_device
 from .errors import DensePoseError
 from .io.images import ChannelOrder, ImageInput, to_rgb_array
 from .modeling import DensePoseRCNN
@@ -95,11 +96,7 @@ class Predictor:
         top_person: bool = False,
     ):
         self.precision = precision_name(precision)
-        device = torch.device(device) if device is not None else model.device
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise DensePoseError("CUDA was requested but this torch build has no usable GPU; use --device cpu")
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
+        device = resolve_device(device) if device is not None else model.device
         self.min_score = _check_min_score(min_score)
         self.top_person = top_person
         if self.precision == "fast":

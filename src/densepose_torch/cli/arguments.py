@@ -36,3 +36,9 @@ def precision(text: str) -> str:
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", type=precision, default="exact", metavar="{exact,fast}", help=PRECISION_HELP)
+
+
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load checkpoint files that hold more than weights (e.g. detectron2 training checkpoints with "
+                             "pickled optimizer objects); such a file can run any code: only for files you trust")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .arguments import add_precision_argument, positive
+from .arguments import add_precision_argument, add_trust_argument, positive
 
 EXAMPLES = """\
 examples:
@@ -39,11 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="REPORT_DIR", help="folder for the report and its cache")
     parser.add_argument("--gt", type=Path, metavar="ANN.json",
                         help="DensePose-COCO ground truth of the images: adds GPS, GPSm, IOU and box AP")
-    parser.add_argument("--surface", default="official", metavar="SURFACE",
-                        help="with --gt: body surface for GPS, as `densepose evaluate`: official (default), official:DIR, "
-                             "synthetic or none")
+    parser.add_argument("--surface", metavar="SURFACE",
+                        help="with --gt: body surface for GPS, as `densepose evaluate`: official, official:DIR, synthetic or "
+                             "none (default: synthetic for sets `densepose synth` wrote, official for the others)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     add_precision_argument(parser)
+    add_trust_argument(parser)
     parser.add_argument("--batch-size", type=positive(int), metavar="N",
                         help="images per model call (default: 1 on the CPU, 4 on CUDA); latency is then a batch's time per image")
     parser.add_argument("--limit", type=positive(int), metavar="N", help="only the first N images")
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     config = CompareConfig(
         models=tuple(args.models), images=args.images, output=args.output, ground_truth=args.gt, surface=args.surface,
         device=args.device, precision=args.precision, batch_size=args.batch_size, limit=args.limit,
-        render=args.render, min_score=args.min_score,
+        render=args.render, min_score=args.min_score, trust_checkpoint=args.trust_checkpoint,
     )
     comparison = compare(config)
     ran = [run for run in comparison.runs if run.ran]

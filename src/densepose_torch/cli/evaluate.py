@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
 from ..io.coco_results import load_results, result_to_records, write_results
-from .arguments import add_precision_argument
+from .arguments import add_precision_argument, add_trust_argument
 
 EXAMPLES = """examples:
   densepose evaluate --gt densepose_minival2014.json --pred results.json -o metrics.json
@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   densepose evaluate --gt ann.json --model R_50_FPN_s1x --images val2014/ --pred-out preds.json
 
 surfaces (GPS needs a body model):
+  (default)     synthetic for a set `densepose synth` wrote, official for any other
   official      DensePose's SMPL files, downloaded once (~1.5 GB) into the cache
                 ($DENSEPOSE_TORCH_CACHE, default ~/.cache/densepose_torch)
   official:DIR  the same files from DIR (SMPL_subdiv.mat, SMPL_SUBDIV_TRANSFORM.mat, Pdist_matrix.pkl)
@@ -42,18 +43,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gt", required=True, metavar="ANN.json", help="DensePose-COCO annotation file")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--pred", metavar="RESULTS", help="COCO DensePose results file, or a folder of them")
-    source.add_argument("--model", metavar="NAME|PATH", help="predict first with this zoo model or checkpoint")
+    source.add_argument("--model", metavar="NAME|PATH", help="predict first with this zoo model, checkpoint, or default (the embedded model)")
+    add_trust_argument(parser)
     parser.add_argument("--images", metavar="DIR", help="with --model: folder holding the ground truth's images")
     parser.add_argument("--pred-out", metavar="RESULTS.json",
                         help="with --model: save the predictions here; an interrupted run resumes, a finished one is reused")
     parser.add_argument("--device", default=None, help="with --model: cpu or cuda (default: cuda when available)")
     add_precision_argument(parser)
-    parser.add_argument("--surface", default="official", metavar="SURFACE",
-                        help="official (default), official:DIR, synthetic or none; see below")
+    parser.add_argument("--surface", metavar="SURFACE",
+                        help="official, official:DIR, synthetic or none (default: synthetic for sets written by "
+                             "`densepose synth`, official for the others); see below")
     parser.add_argument("--min-iou", type=float, default=0.5, metavar="T",
                         help="lowest matching threshold: 0.5 (AP over 0.50:0.95, default) or e.g. 0.2 (the APex variant)")
     parser.add_argument("-o", "--output", metavar="METRICS.json", help="also write the metrics as JSON")
     parser.set_defaults(handler=run)
+
+
+def surface_for(dataset: dict, spec: str | None) -> str:
+    """The surface to evaluate a ground truth with: `spec` if given, else "synthetic" for sets
+    `densepose synth` wrote (said on stderr), else "official"."""
+    if spec is not None:
+        return spec
+    from ..synthetic.dataset import is_synthetic
+
+    if is_synthetic(dataset):
+        print("densepose: the ground truth was written by `densepose synth`: GPS uses its synthetic body surface "
+              "(--surface chooses another)", file=sys.stderr)
+        return "synthetic"
+    return "official"
 
 
 def resolve_surface(spec: str):
@@ -123,7 +140,7 @@ def predict_ground_truth_images(gt, args: argparse.Namespace) -> list[dict]:
     if pending:
         from .predict import build_predictor
 
-        predictor = build_predictor(args.model, args.device, args.precision)
+        predictor = build_predictor(args.model, args.device, args.precision, trust_checkpoint=args.trust_checkpoint)
         log = None
         if partial is not None:
             partial.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
     if args.images and not args.model:
         raise DensePoseError("--images goes with --model (to evaluate a results file, use --pred alone)")
     gt = load_ground_truth(Path(args.gt))
-    surface = resolve_surface(args.surface)
+    surface_name = surface_for(gt.dataset, args.surface)
+    surface = resolve_surface(surface_name)
     predictions = predict_ground_truth_images(gt, args) if args.model else Path(args.pred)
     metrics = evaluate(gt, predictions, surface, min_iou=args.min_iou, progress=True)
     counts, thresholds = metrics["counts"], metrics["settings"]["thresholds"]
@@ -185,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         f"{counts['detections']} detections; thresholds {thresholds[0]:.2f}:{thresholds[-1]:.2f}, at most 20 detections per image"
     )
     if surface is None:
-        print("no body surface (--surface none): GPS and GPSm not computed")
+        print(f"no body surface (--surface {surface_name}): GPS and GPSm not computed")
     print(format_table(metrics))
     if args.output:
         with atomic_write(args.output, "w") as handle:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..checkpoint import fetch_zoo_checkpoint, zoo_checkpoint_path
-from ..io.download import cache_dir
-from ..zoo import ZOO, get_zoo_model
+from ..errors import DensePoseError
+from ..io.download import OFFLINE_EXIT_CODE, cache_dir, checksum_ok
+from ..zoo import ZOO, ZooModel, get_zoo_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +23,7 @@ def list_models(args: argparse.Namespace) -> int:
     for model in ZOO:
         m = model.metrics
         gps = f"{m.gps_ap:.1f}" + (f" (APex {m.gps_apex:.1f})" if m.gps_apex is not None else "")
-        rows.append((model.name, model.head, model.confidences, f"{m.box_ap:.1f}", gps, f"{m.gpsm_ap:.1f}", "yes" if zoo_checkpoint_path(model).is_file() else "-"))
+        rows.append((model.name, model.head, model.confidences, f"{m.box_ap:.1f}", gps, f"{m.gpsm_ap:.1f}", _cached(model)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -30,8 +32,27 @@ def list_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cached(model: ZooModel) -> str:
+    """yes (present, checksum right), corrupt (present, checksum wrong) or -."""
+    path = zoo_checkpoint_path(model)
+    if not path.is_file():
+        return "-"
+    return "yes" if checksum_ok(path, model.md5_prefix) else "corrupt (md5 differs; download again)"
+
+
 def download_models(args: argparse.Namespace) -> int:
+    """Every named model in turn; one that fails is reported and the others still come. Exit 0 when
+    all are there, 2 when every failure was the network's (as one failed download), else 1."""
     models = list(ZOO) if args.names == ["all"] else [get_zoo_model(name) for name in args.names]
+    failures: list[tuple[ZooModel, DensePoseError]] = []
     for model in models:
-        print(f"{model.name}: {fetch_zoo_checkpoint(model)}")
-    return 0
+        try:
+            print(f"{model.name}: {fetch_zoo_checkpoint(model)}")
+        except DensePoseError as error:
+            failures.append((model, error))
+            print(f"{model.name}: failed: {error}", file=sys.stderr)
+    if not failures:
+        return 0
+    print(f"densepose download: {len(failures)} of {len(models)} failed: {', '.join(model.name for model, _ in failures)}",
+          file=sys.stderr)
+    return OFFLINE_EXIT_CODE if all(error.exit_code == OFFLINE_EXIT_CODE for _, error in failures) else 1

@@ -16,10 +16,13 @@ from tqdm import tqdm
 
 from ..errors import DensePoseError
 from ..io.coco_results import result_to_records, write_results
-from ..io.images import read_image, write_picture
+from ..checkpoint import DEFAULT_MODEL_NAME
+from ..devices import resolve_device
+from ..io.images import DEFAULT_MAX_PIXELS, ImageTooLargeError, read_image, write_picture
 from ..io.inputs import InputItem, expand_inputs
 from ..io.iuv_png import write_inds_png, write_iuv_png
 from ..io.npz import write_npz
+from ..io.output_folder import check_run_record, prepare_output_folder
 from ..io.video import (
     VideoEncoder,
     choose_encoder,
@@ -36,7 +39,7 @@ from ..render import (
     load_texture_atlas,
 )
 from ..results import DensePoseResult
-from .arguments import add_precision_argument, positive
+from .arguments import add_precision_argument, add_trust_argument, positive
 
 ARRAY_OUTPUTS = ("npz", "iuv", "json")
 LAYOUTS = ("folders", "beside", "viton")
@@ -76,7 +79,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders (sorted), glob patterns")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the outputs")
-    parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name or checkpoint file (default: the embedded model)")
+    parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name, checkpoint file, or default (the embedded model, the default)")
+    add_trust_argument(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     add_precision_argument(parser)
     parser.add_argument("--min-score", type=float, default=0.8,
@@ -94,6 +98,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="IDM-VTON sizes: predict on the photo resized to 768x1024 then 384x512, renders resized to "
                              "768x1024 (arrays describe the 384x512 image)")
     parser.add_argument("--texture-atlas", metavar="PATH", help="texture atlas for the texture preset (4x6 tiles; default: generated)")
+    parser.add_argument("--max-pixels", type=positive(int), default=DEFAULT_MAX_PIXELS,
+                        help=f"largest image, width x height (default {DEFAULT_MAX_PIXELS}); larger ones are reported and "
+                             "skipped before decoding")
     parser.set_defaults(handler=run)
 
 
@@ -108,6 +115,7 @@ class Plan:
     overwrite: bool
     idm_vton: bool
     video_encoder: VideoEncoder | None
+    max_pixels: int
 
     def array_paths(self, stem: PurePosixPath, output: str) -> list[Path]:
         base = self.output_dir if self.layout == "beside" else self.output_dir / output
@@ -132,8 +140,9 @@ class Plan:
 class LazyPredictor:
     """Loads the model on first use, so that a run with nothing left to do loads nothing."""
 
-    def __init__(self, model: str | None, device: str | None, precision: str, min_score: float | None, top_person: bool):
-        self._arguments = (model, device, precision, min_score, top_person)
+    def __init__(self, model: str | None, device: str | None, precision: str, min_score: float | None, top_person: bool,
+                 trust_checkpoint: bool):
+        self._arguments = (model, device, precision, min_score, top_person, trust_checkpoint)
         self._predictor = None
 
     def batch(self, images: list[np.ndarray]) -> list[DensePoseResult]:
@@ -142,16 +151,18 @@ class LazyPredictor:
         return self._predictor.batch(images)
 
 
-def build_predictor(model: str | None, device: str | None, precision: str, min_score: float | None = None, top_person: bool = False):
+def build_predictor(
+    model: str | None, device: str | None, precision: str, min_score: float | None = None, top_person: bool = False,
+    trust_checkpoint: bool = False,
+):
     """A Predictor for the CLI: the named (or embedded default) model on the chosen device,
     keeping the detections above `min_score` (default: the model's own 0.05)."""
-    import torch
-
     from ..checkpoint import load_model
     from ..inference import Predictor
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Predictor(load_model(model, device=device), device=device, precision=precision, min_score=min_score, top_person=top_person)
+    chosen = resolve_device(device)
+    return Predictor(load_model(model, device=chosen, trust_checkpoint=trust_checkpoint), device=chosen, precision=precision,
+                     min_score=min_score, top_person=top_person)
 
 
 def image_id_of(stem: str) -> int:
@@ -194,7 +205,7 @@ class Job:
         self.failed: list[str] = []
         self.skipped = 0
 
-    def report_failure(self, item: InputItem, error: Exception) -> None:
+    def report_failure(self, item: InputItem, error: Exception | str) -> None:
         self.failed.append(str(item.path))
         self.progress.write(f"densepose: skipped {item.path}: {error}", file=sys.stderr)
 
@@ -214,8 +225,11 @@ class Job:
         loaded: list[tuple[InputItem, np.ndarray]] = []
         for item in items:
             try:
-                image = read_image(item.path)
+                image = read_image(item.path, self.plan.max_pixels)
                 loaded.append((item, idm_vton_input(image) if self.plan.idm_vton else image))
+            except ImageTooLargeError as error:
+                self.report_failure(item, f"{error} (--max-pixels raises the limit)")
+                self.progress.update(1)
             except DensePoseError as error:
                 self.report_failure(item, error)
                 self.progress.update(1)
@@ -300,9 +314,18 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def _content_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The options that decide what an output file contains (not which files are written)."""
+    atlas = Path(args.texture_atlas).resolve() if args.texture_atlas else None
+    return {"model": args.model or DEFAULT_MODEL_NAME, "precision": args.precision, "min_score": args.min_score,
+            "top_person": args.top_person, "idm_vton": args.idm_vton,
+            "texture_atlas": f"{atlas} ({atlas.stat().st_size} bytes)" if atlas and atlas.is_file() else None}
+
+
 def run(args: argparse.Namespace) -> int:
     outputs = list(args.outputs) or ([] if args.render else ["npz"])
     _check_combination(args, outputs)
+    resolve_device(args.device)  # a bad --device is a one-line error before any work
     output_dir = Path(args.output)
     if output_dir.exists() and not output_dir.is_dir():
         raise DensePoseError(f"output {output_dir} exists and is not a folder")
@@ -321,8 +344,10 @@ def run(args: argparse.Namespace) -> int:
             playable = "plays in current browsers" if encoder.browser_playable else "most browsers will not play it"
             print(f"densepose: no H.264 encoder here (pip install imageio-ffmpeg adds one); videos are written with "
                   f"{encoder.name} as {encoder.extension} ({playable})", file=sys.stderr)
-    plan = Plan(output_dir, tuple(outputs), renders, args.layout, args.overwrite, args.idm_vton, encoder)
-    predictor = LazyPredictor(args.model, args.device, args.precision, args.min_score, args.top_person)
+    plan = Plan(output_dir, tuple(outputs), renders, args.layout, args.overwrite, args.idm_vton, encoder, args.max_pixels)
+    prepare_output_folder(output_dir, [*outputs, *renders] if args.layout == "folders" else [])
+    check_run_record(output_dir, _content_settings(args), args.overwrite)
+    predictor = LazyPredictor(args.model, args.device, args.precision, args.min_score, args.top_person, args.trust_checkpoint)
     with tqdm(total=len(items), unit="file", desc="densepose", position=0) as progress:
         session = Job(plan, predictor, args.batch_size, progress)
         for is_video, group in _runs_of_kind(items):

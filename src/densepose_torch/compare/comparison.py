@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..devices import resolve_device
 from ..errors import DensePoseError
 from ..inference import Precision, precision_name
 from ..io.coco_results import result_to_records
@@ -39,7 +41,7 @@ class CompareConfig:
     images: Path
     output: Path
     ground_truth: Path | None = None
-    surface: str = "official"  # for GPS with ground truth, as `densepose evaluate --surface`
+    surface: str | None = None  # for GPS with ground truth, as `densepose evaluate --surface` (None: as the set says)
     device: str | None = None  # default: cuda if available, else cpu
     precision: Precision = "exact"
     batch_size: int | None = None  # default: 1 on the CPU (where Predictor runs images one by one anyway), 4 on CUDA
@@ -47,6 +49,7 @@ class CompareConfig:
     render: str = "viton"
     min_score: float = 0.8
     warmup: bool = True
+    trust_checkpoint: bool = False  # as load_model's: lets checkpoint files that need it run code
 
 
 @dataclass(frozen=True)
@@ -64,19 +67,12 @@ def _check(config: CompareConfig) -> str:
         raise DensePoseError(f"--min-score must be between 0 and 1, not {config.min_score}")
     if config.output.exists() and not config.output.is_dir():
         raise DensePoseError(f"report folder {config.output} exists and is not a folder")
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise DensePoseError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise DensePoseError("CUDA was requested but this torch build has no usable GPU; use --device cpu")
-    return device
+    return str(resolve_device(config.device))
 
 
 def _ground_truth(config: CompareConfig):
-    """(ground truth restricted to the compared images, those images, body surface)."""
-    from ..cli.evaluate import resolve_surface
+    """(ground truth restricted to the compared images, those images, body surface, its name)."""
+    from ..cli.evaluate import resolve_surface, surface_for
     from ..evaluation import load_ground_truth
 
     gt = load_ground_truth(config.ground_truth)
@@ -88,7 +84,8 @@ def _ground_truth(config: CompareConfig):
             "images": [image for image in gt.dataset["images"] if image["id"] in ids],
             "annotations": [ann for ann in gt.dataset["annotations"] if ann["image_id"] in ids],
         })
-    return gt, images, resolve_surface(config.surface)
+    name = surface_for(gt.dataset, config.surface)
+    return gt, images, resolve_surface(name), name
 
 
 def evaluate_run(run: ModelRun, images: list[ImageItem], gt, surface) -> dict:
@@ -155,10 +152,12 @@ def compare(config: CompareConfig, loader: Loader = load_predictor, progress: bo
     from .. import __version__
 
     device = _check(config)
+    if config.trust_checkpoint and loader is load_predictor:
+        loader = functools.partial(load_predictor, trust_checkpoint=True)
     specs = resolve_models(list(config.models))
-    gt = surface = None
+    gt = surface = surface_name = None
     if config.ground_truth is not None:
-        gt, images, surface = _ground_truth(config)
+        gt, images, surface, surface_name = _ground_truth(config)
     else:
         images = folder_images(config.images, config.limit, exclude=config.output)
     batch_size = config.batch_size or (4 if torch.device(device).type == "cuda" else 1)
@@ -180,7 +179,7 @@ def compare(config: CompareConfig, loader: Loader = load_predictor, progress: bo
     scan = _scan(ran, images, config, progress)
     report = _report(config, runs, images, timings, evaluations, scan, {
         "images": str(config.images), "ground truth": str(config.ground_truth) if gt is not None else "none",
-        "surface": config.surface if gt is not None else "-", "device": device, "device name": _device_name(device),
+        "surface": surface_name if gt is not None else "-", "device": device, "device name": _device_name(device),
         "precision": settings.precision, "batch size": batch_size, "limit": config.limit or "none",
         "render": config.render, "min score": config.min_score, "torch": torch.__version__,
         "densepose-torch": __version__, "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

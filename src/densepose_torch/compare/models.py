@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..checkpoint import fetch_zoo_checkpoint, load_model, zoo_checkpoint_path
+from ..checkpoint import DEFAULT_MODEL_NAME, fetch_zoo_checkpoint, load_model, zoo_checkpoint_path
 from ..errors import DensePoseError
 from ..inference import Precision, Predictor
 from ..zoo import ZOO, ZooModel, get_zoo_model
 
 ModelKind = Literal["zoo", "path", "default"]
-DEFAULT_MODEL = "default"
+DEFAULT_MODEL = DEFAULT_MODEL_NAME
 CHECKPOINT_SUFFIXES = (".pkl", ".pth", ".pt")
 
 
@@ -126,10 +126,13 @@ def weights_path(spec: ModelSpec) -> Path | None:
     return None
 
 
-def load_predictor(spec: ModelSpec, weights: Path | None, device: str, precision: Precision) -> Predictor:
-    """A Predictor of the model on `device` (what the comparison times as "load")."""
+def load_predictor(
+    spec: ModelSpec, weights: Path | None, device: str, precision: Precision, trust_checkpoint: bool = False
+) -> Predictor:
+    """A Predictor of the model on `device` (what the comparison times as "load");
+    `trust_checkpoint` as in `load_model`."""
     if spec.kind == "zoo":
-        model = load_model(weights, config=spec.source, device=device)
+        model = load_model(weights, config=spec.source, device=device, trust_checkpoint=trust_checkpoint)
     else:
-        model = load_model(weights, device=device)
+        model = load_model(weights, device=device, trust_checkpoint=trust_checkpoint)
     return Predictor(model, device=device, precision=precision)

@@ -197,17 +197,21 @@ def run_models(
     """Fill the cache with every (model, image) result that is missing; a model whose weights
     cannot be had (or do not load) is skipped with the reason."""
     device_type = torch.device(settings.device).type
+    # The bar counts only the pairs still to compute: skipped models and cached pairs are not work.
+    plans = []
+    for spec in specs:
+        folder = cache_root / cache_key(spec, settings.precision, device_type)
+        pending = [] if spec.skip_reason is not None else [
+            image for image in images if read_pair_timing(folder, image, settings.min_score) is None]
+        plans.append((spec, folder, pending))
     runs = []
-    with tqdm(total=len(specs) * len(images), desc="compare", unit="image", disable=not progress, position=0) as bar:
-        for spec in specs:
-            bar.set_postfix_str(spec.name)
-            folder = cache_root / cache_key(spec, settings.precision, device_type)
+    with tqdm(total=sum(len(pending) for _, _, pending in plans), desc="compare", unit="image", disable=not progress,
+              position=0) as bar:
+        for spec, folder, pending in plans:
             if spec.skip_reason is not None:
                 runs.append(ModelRun(spec, folder, spec.skip_reason))
-                bar.update(len(images))
                 continue
-            pending = [image for image in images if read_pair_timing(folder, image, settings.min_score) is None]
-            bar.update(len(images) - len(pending))
+            bar.set_postfix_str(spec.name)
             runs.append(_run_model(spec, folder, pending, settings, loader, bar))
             gc.collect()  # the model just run is freed before the next one's memory is measured
     return runs
@@ -222,7 +226,8 @@ def _run_model(spec: ModelSpec, folder: Path, pending: list[ImageItem], settings
     try:
         predictor = session.load()
     except DensePoseError as error:
-        bar.update(len(pending))
+        bar.total -= len(pending)  # work that will not be done
+        bar.refresh()
         return ModelRun(spec, folder, str(error))
     try:
         if settings.warmup:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DensePoseError
+from ..io.safe_pickle import SafeUnpickler, safe_load
 
 # Length prefix (struct format) of each variable-length opcode argument kind of pickletools.
 _LENGTH_PREFIX = {
@@ -90,20 +91,7 @@ def _layout_from_buffer(buffer, dtype, shape, order):
     return _ArrayLayout(np.dtype(dtype), tuple(int(n) for n in shape), order == "F")
 
 
-class _NumpyUnpickler(pickle.Unpickler):
-    """Unpickles plain data and numpy arrays only: a downloaded file cannot run other code."""
-
-    def find_class(self, module, name):
-        if (module, name) == ("_codecs", "encode") or module == "collections":
-            return super().find_class(module, name)
-        if module != "numpy" and not module.startswith("numpy."):
-            raise pickle.UnpicklingError(f"unexpected global {module}.{name}")
-        if module.startswith("numpy.core"):  # numpy 1 names, as numpy 2 spells them
-            module = "numpy._core" + module[len("numpy.core") :]
-        return super().find_class(module, name)
-
-
-class _LayoutUnpickler(_NumpyUnpickler):
+class _LayoutUnpickler(SafeUnpickler):
     """Unpickles numpy arrays (pickle protocols 2 to 5, numpy 1 or 2) as `_ArrayLayout`s."""
 
     def find_class(self, module, name):
@@ -161,7 +149,7 @@ def _load_whole(path: str, key: str) -> np.ndarray:
     warnings.warn(f"{path}: array bytes are not stored raw; loading the whole file into memory", stacklevel=3)
     try:
         with open(path, "rb") as handle:
-            content = _NumpyUnpickler(handle, encoding="latin1").load()
+            content = safe_load(handle)
     except Exception as error:  # any unpickling failure means the file is not what we expect
         raise DensePoseError(f"{path} is not a pickled dict of numpy arrays ({type(error).__name__}: {error})") from None
     if not isinstance(content, dict) or not isinstance(content.get(key), np.ndarray):

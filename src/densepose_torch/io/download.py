@@ -2,6 +2,7 @@
 that says exactly which file to place where."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -63,11 +64,33 @@ def cached_download(url: str, relative_path: str, md5_prefix: str | None = None,
     return target
 
 
+def _stamp(path: Path) -> str:
+    status = path.stat()
+    return f"{status.st_size} {status.st_mtime_ns}"
+
+
+def checksum_ok(path: Path, md5_prefix: str) -> bool:
+    """Whether the file's md5 starts with `md5_prefix`. A file that passed once is remembered in
+    a PATH.md5ok note (its size and modification time), so that listings need not hash gigabytes
+    again; a changed file is hashed again."""
+    note = path.with_name(path.name + ".md5ok")
+    try:
+        if note.read_text(encoding="utf-8").strip() == f"{md5_prefix} {_stamp(path)}":
+            return True
+    except OSError:
+        pass
+    if not md5_of(path).startswith(md5_prefix):
+        return False
+    with contextlib.suppress(OSError):  # a read-only cache only loses the shortcut
+        with atomic_write(note, "w") as handle:
+            handle.write(f"{md5_prefix} {_stamp(path)}\n")
+    return True
+
+
 def _verify(path: Path, md5_prefix: str | None) -> None:
-    if not md5_prefix:
+    if not md5_prefix or checksum_ok(path, md5_prefix):
         return
     actual = md5_of(path)
-    if not actual.startswith(md5_prefix):
-        broken = path.with_name(path.name + ".corrupt")
-        shutil.move(path, broken)
-        raise DensePoseError(f"{path.name} is corrupt (md5 {actual[:8]}..., expected {md5_prefix}...); moved it to {broken}, download it again")
+    broken = path.with_name(path.name + ".corrupt")
+    shutil.move(path, broken)
+    raise DensePoseError(f"{path.name} is corrupt (md5 {actual[:8]}..., expected {md5_prefix}...); moved it to {broken}, download it again")

@@ -18,6 +18,11 @@ from .atomic import atomic_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 JPEG_QUALITY = 95
+# 40 megapixels (8000 x 5000) is above any camera photo people send for DensePose and well below
+# Pillow's own decompression-bomb refusal (179 megapixels). A file's header declares its size, so
+# larger images are refused before a byte of pixels is decoded (a 60000 x 60000 PNG bomb is tiny
+# on disk but would need 10 GB).
+DEFAULT_MAX_PIXELS = 40_000_000
 
 ChannelOrder = Literal["rgb", "bgr"]
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -35,15 +40,35 @@ def _pil_to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """HxWx3 uint8 RGB pixels of an image file, EXIF orientation applied."""
+class ImageTooLargeError(DensePoseError):
+    """An image whose header declares more pixels than allowed (`width`, `height`)."""
+
+    def __init__(self, width: int, height: int, max_pixels: int, what: str):
+        super().__init__(f"{what} is {width}x{height} pixels, over the limit of {max_pixels} pixels")
+        self.width, self.height = width, height
+
+
+def check_pixels(image: Image.Image, max_pixels: int, what: str) -> None:
+    """ImageTooLargeError if an opened (not yet decoded) image has more than `max_pixels`."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(width, height, max_pixels, what)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """HxWx3 uint8 RGB pixels of an image file, EXIF orientation applied. An image of more than
+    `max_pixels` is refused from its header, before decoding."""
     path = Path(path)
     if not path.is_file():
         raise DensePoseError(f"no such image file: {path}")
     try:
         with Image.open(path) as image:
+            check_pixels(image, max_pixels, f"image {path}")
             image = ImageOps.exif_transpose(image)
             pixels = _pil_to_rgb(image)
+    except Image.DecompressionBombError:
+        raise DensePoseError(f"image {path} is too large to decode safely (Pillow refuses images over "
+                             f"{2 * Image.MAX_IMAGE_PIXELS} pixels)") from None
     except UnidentifiedImageError:
         raise DensePoseError(f"not an image (or an unsupported format): {path}") from None
     except (OSError, ValueError, SyntaxError) as error:

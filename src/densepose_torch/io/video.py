@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
@@ -104,8 +105,23 @@ def _ffmpeg_with_libx264() -> str | None:
     return executable if " libx264 " in encoders else None
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Discards what native code (OpenCV, FFmpeg) writes to the process's stderr meanwhile: a
+    codec probe that fails prints errors there that are no error of ours."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _opencv_can_write(fourcc: str, extension: str) -> bool:
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, _native_stderr_silenced():
         writer = cv2.VideoWriter(str(Path(folder) / f"probe{extension}"), cv2.VideoWriter_fourcc(*fourcc), 25.0, (16, 16))
         try:
             if not writer.isOpened():

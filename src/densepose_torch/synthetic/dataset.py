@@ -34,6 +34,7 @@ from .scene import Scene, SceneGenerator, list_backgrounds
 
 UV_SCALE = 65535  # dense U and V are stored as uint16 round(U * UV_SCALE)
 FORMAT_VERSION = 1
+SYNTHETIC_DESCRIPTION = "densepose-torch synthetic DensePose data (anny body)"  # info.description of its annotation files
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def write_dataset(job: SynthJob, count: int, overwrite: bool = False, workers: i
         for record in records:
             annotations.append({"id": len(annotations) + 1, "image_id": index + 1, **record})
     coco = {
-        "info": {"description": "densepose-torch synthetic DensePose data (anny body)", "version": str(FORMAT_VERSION),
+        "info": {"description": SYNTHETIC_DESCRIPTION, "version": str(FORMAT_VERSION),
                  "seed": job.seed, "size": job.size, "image_root": "images", "dense_root": "dense"},
         "images": images,
         "annotations": annotations,
@@ -138,6 +139,13 @@ def render_to_disk(generator: SceneGenerator, job: SynthJob, index: int) -> None
     with atomic_path(out / "dense" / f"{stem}.npz") as tmp:
         write_reproducible_npz(tmp, {"I": scene.I, "U": u16, "V": v16, "instance": scene.instance.astype(np.uint8),
                         "annotations": np.array(json.dumps(records, separators=(",", ":")))})
+
+
+def is_synthetic(dataset: dict) -> bool:
+    """Whether a DensePose-COCO dict was written by `densepose synth` (its charts are on our
+    synthetic body, so GPS needs the synthetic surface)."""
+    info = dataset.get("info")
+    return isinstance(info, dict) and info.get("description") == SYNTHETIC_DESCRIPTION
 
 
 def dense_truth_path(annotations: str | os.PathLike, dataset: dict, file_name: str) -> Path | None:

@@ -32,6 +32,7 @@ from ..checkpoint import save_checkpoint
 from ..data.loader import StreamBatchSampler, TrainingDataset, build_train_loader
 from ..data.mapper import Augmentation
 from ..data.transforms import load_flip_symmetry
+from ..devices import resolve_device
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
 from ..modeling import DensePoseRCNN, build_model
@@ -63,12 +64,7 @@ FINAL = "model_final.pth"
 
 
 def _device(config: TrainConfig) -> torch.device:
-    if config.device is not None:
-        device = torch.device(config.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise DensePoseError("device cuda was requested but this torch build has no usable GPU; use device=cpu")
-        return device
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    return resolve_device(config.device)
 
 
 def build_training_model(config: TrainConfig) -> DensePoseRCNN:
