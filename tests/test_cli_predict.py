@@ -62,8 +62,8 @@ def fake(monkeypatch):
     predictor = FakePredictor()
     loaded = []
 
-    def build(model, device, precision, min_score, top_person, trust_checkpoint):
-        loaded.append((model, device, precision, min_score, top_person))
+    def build(model, device, precision, min_score, top_person):
+        loaded.append((model.name, device, precision, min_score, top_person))
         predictor.min_score, predictor.top_person = min_score, top_person
         return predictor
 

@@ -17,6 +17,8 @@ import torch
 from densepose_torch.checkpoint import load_model, read_state_dict, save_checkpoint
 from densepose_torch.cli import main
 from densepose_torch.cli import predict as predict_cli
+from densepose_torch.cli.arguments import ModelChoice
+from densepose_torch.cli.predict import build_predictor
 from densepose_torch.cli.evaluate import surface_for
 from densepose_torch.errors import DensePoseError
 from densepose_torch.inference import Predictor
@@ -146,6 +148,16 @@ def test_a_named_architecture_gives_detectron2s_people(tmp_path, golden_checkpoi
     assert len(result) == 1 and abs(result.scores[0] - expected["scores"][best]) <= SCORE_TOL
     # The golden tests' tolerances: float32 summation order against detectron2's.
     np.testing.assert_allclose(result.boxes[0], expected["pred_boxes"][best], rtol=0, atol=BOX_TOL)
+
+
+def test_the_command_line_names_the_architecture_with_config(tmp_path, golden_checkpoint, capsys):
+    neutral = tmp_path / "weights.pkl"
+    shutil.copy(golden_checkpoint(ATOP10P), neutral)
+    photos = write_photos(tmp_path / "photos", ["a.png"])
+    assert main(["predict", str(photos), "-o", str(tmp_path / "out"), "--model", str(neutral)]) == 1
+    assert "--config NAME" in one_line_error(capsys)
+    predictor = build_predictor(ModelChoice(str(neutral), config=ATOP10P), "cpu", "exact")
+    assert predictor.model.config == get_zoo_model(ATOP10P).architecture
 
 
 def test_keys_of_one_architecture_still_load_under_any_name(tmp_path, golden_checkpoint):

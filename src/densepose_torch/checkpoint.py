@@ -298,7 +298,7 @@ def _architecture_from_keys(state: dict[str, torch.Tensor], path: Path) -> Model
         names = ", ".join(model.name for model in candidates)
         raise DensePoseError(
             f"{path.name}: its keys fit several zoo architectures that find different people ({names}); say which with "
-            "config=NAME (--config NAME), or keep a zoo name in the file name"
+            "config=NAME (--config NAME on the command line), or with a zoo name in the file name"
         )
     return candidates[0].architecture if candidates else inferred
 
@@ -325,6 +325,8 @@ def load_model(
     `trust_checkpoint=True`, which loads it with plain pickle: only for files you trust, since
     such a file can run any code."""
     if name_or_path is None or str(name_or_path) == DEFAULT_MODEL_NAME:
+        if config is not None:
+            raise DensePoseError("a config applies to checkpoint files and zoo names, not to the embedded default model")
         return load_default_model(device)
     path = Path(name_or_path)
     zoo_model: ZooModel | None = None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Callable
 
 
@@ -38,7 +39,25 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", type=precision, default="exact", metavar="{exact,fast}", help=PRECISION_HELP)
 
 
-def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model a command line names: --model, and for files --config and --trust-checkpoint."""
+
+    name: str | None  # zoo name, checkpoint path, "default" or None (the embedded model)
+    config: str | None = None  # zoo architecture of a checkpoint whose keys do not settle it
+    trust_checkpoint: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ModelChoice":
+        return cls(args.model, getattr(args, "config", None), args.trust_checkpoint)
+
+
+def add_model_file_arguments(parser: argparse.ArgumentParser, config: bool = True) -> None:
+    """--trust-checkpoint and (for commands that load one model) --config."""
+    if config:
+        parser.add_argument("--config", metavar="NAME",
+                            help="zoo architecture of a checkpoint file, for files whose keys fit several "
+                                 "(default: from the checkpoint, a zoo name in its file name, or its keys)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="load checkpoint files that hold more than weights (e.g. detectron2 training checkpoints with "
                              "pickled optimizer objects); such a file can run any code: only for files you trust")

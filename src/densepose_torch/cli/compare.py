@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .arguments import add_precision_argument, add_trust_argument, positive
+from .arguments import add_model_file_arguments, add_precision_argument, positive
 
 EXAMPLES = """\
 examples:
@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "none (default: synthetic for sets `densepose synth` wrote, official for the others)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     add_precision_argument(parser)
-    add_trust_argument(parser)
+    add_model_file_arguments(parser, config=False)
     parser.add_argument("--batch-size", type=positive(int), metavar="N",
                         help="images per model call (default: 1 on the CPU, 4 on CUDA); latency is then a batch's time per image")
     parser.add_argument("--limit", type=positive(int), metavar="N", help="only the first N images")

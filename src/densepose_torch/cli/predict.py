@@ -39,7 +39,7 @@ from ..render import (
     load_texture_atlas,
 )
 from ..results import DensePoseResult
-from .arguments import add_precision_argument, add_trust_argument, positive
+from .arguments import ModelChoice, add_model_file_arguments, add_precision_argument, positive
 
 ARRAY_OUTPUTS = ("npz", "iuv", "json")
 LAYOUTS = ("folders", "beside", "viton")
@@ -80,7 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders (sorted), glob patterns")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the outputs")
     parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name, checkpoint file, or default (the embedded model, the default)")
-    add_trust_argument(parser)
+    add_model_file_arguments(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     add_precision_argument(parser)
     parser.add_argument("--min-score", type=float, default=0.8,
@@ -140,9 +140,8 @@ class Plan:
 class LazyPredictor:
     """Loads the model on first use, so that a run with nothing left to do loads nothing."""
 
-    def __init__(self, model: str | None, device: str | None, precision: str, min_score: float | None, top_person: bool,
-                 trust_checkpoint: bool):
-        self._arguments = (model, device, precision, min_score, top_person, trust_checkpoint)
+    def __init__(self, model: ModelChoice, device: str | None, precision: str, min_score: float | None, top_person: bool):
+        self._arguments = (model, device, precision, min_score, top_person)
         self._predictor = None
 
     def batch(self, images: list[np.ndarray]) -> list[DensePoseResult]:
@@ -152,17 +151,16 @@ class LazyPredictor:
 
 
 def build_predictor(
-    model: str | None, device: str | None, precision: str, min_score: float | None = None, top_person: bool = False,
-    trust_checkpoint: bool = False,
+    model: ModelChoice, device: str | None, precision: str, min_score: float | None = None, top_person: bool = False,
 ):
-    """A Predictor for the CLI: the named (or embedded default) model on the chosen device,
+    """A Predictor for the CLI: the chosen (or embedded default) model on the chosen device,
     keeping the detections above `min_score` (default: the model's own 0.05)."""
     from ..checkpoint import load_model
     from ..inference import Predictor
 
     chosen = resolve_device(device)
-    return Predictor(load_model(model, device=chosen, trust_checkpoint=trust_checkpoint), device=chosen, precision=precision,
-                     min_score=min_score, top_person=top_person)
+    loaded = load_model(model.name, config=model.config, device=chosen, trust_checkpoint=model.trust_checkpoint)
+    return Predictor(loaded, device=chosen, precision=precision, min_score=min_score, top_person=top_person)
 
 
 def image_id_of(stem: str) -> int:
@@ -317,7 +315,7 @@ def _inside(path: Path, folder: Path) -> bool:
 def _content_settings(args: argparse.Namespace) -> dict[str, object]:
     """The options that decide what an output file contains (not which files are written)."""
     atlas = Path(args.texture_atlas).resolve() if args.texture_atlas else None
-    return {"model": args.model or DEFAULT_MODEL_NAME, "precision": args.precision, "min_score": args.min_score,
+    return {"model": args.model or DEFAULT_MODEL_NAME, "config": args.config, "precision": args.precision, "min_score": args.min_score,
             "top_person": args.top_person, "idm_vton": args.idm_vton,
             "texture_atlas": f"{atlas} ({atlas.stat().st_size} bytes)" if atlas and atlas.is_file() else None}
 
@@ -347,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
     plan = Plan(output_dir, tuple(outputs), renders, args.layout, args.overwrite, args.idm_vton, encoder, args.max_pixels)
     prepare_output_folder(output_dir, [*outputs, *renders] if args.layout == "folders" else [])
     check_run_record(output_dir, _content_settings(args), args.overwrite)
-    predictor = LazyPredictor(args.model, args.device, args.precision, args.min_score, args.top_person, args.trust_checkpoint)
+    predictor = LazyPredictor(ModelChoice.from_args(args), args.device, args.precision, args.min_score, args.top_person)
     with tqdm(total=len(items), unit="file", desc="densepose", position=0) as progress:
         session = Job(plan, predictor, args.batch_size, progress)
         for is_video, group in _runs_of_kind(items):

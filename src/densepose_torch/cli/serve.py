@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import DensePoseError
 from ..service.settings import DEFAULT_MAX_CONNECTIONS, GPU_MAX_BATCH, ServiceSettings
-from .arguments import add_precision_argument, add_trust_argument, positive
+from .arguments import ModelChoice, add_model_file_arguments, add_precision_argument, positive
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8081, help="port (default 8081)")
     parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name, checkpoint file, or default (the embedded model, the default)")
-    add_trust_argument(parser)
+    add_model_file_arguments(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     add_precision_argument(parser)
     parser.add_argument("--data-root", metavar="DIR", type=Path,
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, functools.partial(build_predictor, args.model, args.device, args.precision, trust_checkpoint=args.trust_checkpoint), stop_on_failure)
+    app = create_app(settings, functools.partial(build_predictor, ModelChoice.from_args(args), args.device, args.precision), stop_on_failure)
     config = uvicorn_config(app, args.host, args.port, args.max_connections, args.log_level)
     server = uvicorn.Server(config)
     try:
