@@ -10,8 +10,8 @@ share its interpreter) on a free loopback port and measures its speed with a few
 requests. Then, one after the other on the same server:
 
 - burst: `--burst` requests (60) at the same moment;
-- steady: requests arriving at random (Poisson) at 0.7 x the model's speed for `--duration` s;
-- overload: the same at 2 x the model's speed, so that waits outgrow the request timeout (given a
+- steady: requests arriving at random (Poisson) at 0.7 x the measured speed for `--duration` s;
+- overload: the same at 2 x the measured speed, so that waits outgrow the request timeout (given a
   duration of more than twice that timeout) and the queue must shed.
 
 For each it prints the answers by status, throughput, latency of the answered requests, the
@@ -55,7 +55,7 @@ from densepose_torch.service.settings import ServiceSettings
 TINY = ModelConfig(depth=18, fpn_channels=32, head_channels=32, head_convs=2, box_fc_dim=64,
                    min_size_test=64, max_size_test=96, detections_per_image=3)
 SCENARIOS = ("burst", "steady", "overload")
-LOADS = {"steady": 0.7, "overload": 2.0}  # arrival rate as a multiple of the model's speed
+LOADS = {"steady": 0.7, "overload": 2.0}  # arrival rate as a multiple of the measured speed
 
 
 @dataclass(frozen=True)
@@ -147,14 +147,14 @@ def wait_buckets(text: str) -> list[float]:
     return [metric(text, f'densepose_queue_wait_seconds_bucket{{le="{float(bound)!r}"}}') for bound in LATENCY_BUCKETS_S]
 
 
-def bucket_quantile(before: str, after: str, fraction: float) -> float:
-    """Upper bound of the wait bucket holding the given quantile of the waits between two pages."""
+def bucket_quantile(before: str, after: str, fraction: float) -> str:
+    """The wait bucket, "(low, high] s", holding the given quantile of the waits between two pages."""
     counts = [b - a for a, b in zip(wait_buckets(before), wait_buckets(after))]
     total = metric(after, "densepose_queue_wait_seconds_count") - metric(before, "densepose_queue_wait_seconds_count")
-    for bound, count in zip(LATENCY_BUCKETS_S, counts):
+    for low, high, count in zip((0.0, *LATENCY_BUCKETS_S), LATENCY_BUCKETS_S, counts):
         if total and count >= fraction * total:
-            return bound
-    return float("inf")
+            return f"({low:g}, {high:g}] s"
+    return f"over {LATENCY_BUCKETS_S[-1]:g} s"
 
 
 def report(name: str, answers: list[Answer], wall: float, before: str, after: str) -> list[str]:
@@ -179,7 +179,7 @@ def report(name: str, answers: list[Answer], wall: float, before: str, after: st
     lines.append(f"  shed: {', '.join(f'{reason} {count}' for reason, count in shed.items())}")
     if waits:
         lines.append(f"  queue wait: mean {delta('densepose_queue_wait_seconds_sum') / waits:.2f} s, "
-                     f"p95 <= {bucket_quantile(before, after, 0.95):g} s; drain rate at the end "
+                     f"p95 in {bucket_quantile(before, after, 0.95)}; drain rate at the end "
                      f"{metric(after, 'densepose_queue_drain_images_per_second'):.2f} images/s")
     return lines
 
@@ -248,17 +248,17 @@ def main() -> int:
                     print("bench_service: the server did not become ready", file=sys.stderr)
                     return 1
                 time.sleep(0.1)
-            # One request for the one-off start-up costs, then three alone give the model's speed
-            # (its drain rate, from model time only: the rate the queue can at best sustain).
+            # One request for the one-off start-up costs, then five alone give the speed: one
+            # image end to end (upload, decoding, model, answer), the most the server can take on
+            # without queueing; concurrency overlaps a little of the work around the model.
             httpx.post(f"{base}/v1/predict", content=body, timeout=client_timeout)
             alone = []
-            for _ in range(3):
+            for _ in range(5):
                 started = time.perf_counter()
                 httpx.post(f"{base}/v1/predict", content=body, timeout=client_timeout).raise_for_status()
                 alone.append(time.perf_counter() - started)
-            speed = metric(httpx.get(f"{base}/metrics").text, "densepose_queue_drain_images_per_second")
-            print(f"one request alone: {statistics.median(alone):.2f} s end to end (median of 3); "
-                  f"the model drains {speed:.2f} images/s")
+            speed = 1 / statistics.median(alone)
+            print(f"one request alone: {statistics.median(alone):.2f} s end to end (median of 5), so {speed:.2f} images/s")
             for name in scenarios:
                 before = httpx.get(f"{base}/metrics").text
                 started = time.perf_counter()

@@ -200,18 +200,48 @@ def test_a_failure_outside_the_model_call_does_not_end_the_worker(model):
     queue.stop()
 
 
-def test_retry_after_follows_the_measured_time_per_image(model):
-    slow = Model()
-    slow.hold.clear()
+class SlowModel(Model):
+    """A model taking `seconds` a call."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def __call__(self, images):
+        time.sleep(self.seconds)
+        return super().__call__(images)
+
+
+def test_retry_after_follows_the_measured_time_per_image():
+    slow = SlowModel(0.3)
     queue = running(slow, max_batch=1, window_s=0)
-    threading.Timer(0.5, slow.hold.set).start()
     for value in range(3):
-        queue.submit(image(value)).future.result(WAIT_S)  # each about 0.5 s, then at once
-    assert 0.2 < 1 / queue.drain_rate < 1.0
+        queue.submit(image(value)).future.result(WAIT_S)
+    # Three calls of 0.3 s already give the drain rate; the 1 s guess before them no longer counts
+    # (0.3 s sleeps may take longer on a busy machine, never less).
+    assert 0.3 <= 1 / queue.drain_rate < 0.6
     slow.hold.clear()
     jobs = [queue.submit(image(value)) for value in range(8)]
     assert slow.started.wait(WAIT_S)
     assert queue.retry_after_s() == pytest.approx(8 / queue.drain_rate, abs=1)
+    slow.hold.set()
+    for job in jobs:
+        job.future.result(WAIT_S)
+    queue.stop()
+
+
+def test_retry_after_leaves_out_images_that_will_time_out_first():
+    slow = SlowModel(0.3)
+    queue = running(slow, max_batch=1, window_s=0)
+    for value in range(3):
+        queue.submit(image(value)).future.result(WAIT_S)
+    slow.hold.clear()
+    jobs = [queue.submit(image(value), timeout_s=0.5) for value in range(8)]
+    assert slow.started.wait(WAIT_S)
+    # One image in the model, one more fits before the 0.5 s deadlines; the six after it will be
+    # withdrawn at their deadline without model time, so they must not lengthen the wait (all
+    # eight would make it 3 s or more).
+    assert queue.retry_after_s() == 1
     slow.hold.set()
     for job in jobs:
         job.future.result(WAIT_S)

@@ -33,7 +33,7 @@ RunBatch = Callable[[Sequence[Any]], list[DensePoseResult]]
 # Weight of the newest batch in the running per-image time behind Retry-After.
 _SMOOTHING = 0.2
 # The per-image time assumed before the first batch has been timed (a zoo model on one CPU core
-# takes about this long; the estimate follows the real drain rate from the first batch on).
+# takes about this long; the first timed batch replaces it).
 _FIRST_GUESS_S = 1.0
 _WORKER_GONE = "the model worker has stopped; the server needs a restart"
 
@@ -45,6 +45,7 @@ class _Job:
     payload: Any
     future: Future
     queued_at: float  # time.monotonic() when it was queued
+    deadline: float  # time.monotonic() past which it is withdrawn rather than run (inf: never)
 
 
 class BatchQueue:
@@ -62,6 +63,7 @@ class BatchQueue:
         self._stopping = False
         self._busy = 0
         self._seconds_per_image = _FIRST_GUESS_S
+        self._timed_batches = 0
         self._thread = threading.Thread(target=self._work, name="densepose-model", daemon=True)
 
     def start(self) -> None:
@@ -96,13 +98,22 @@ class BatchQueue:
         return 1.0 / self._seconds_per_image
 
     def retry_after_s(self) -> int:
-        """Seconds until the queue has likely drained at its recent rate, for a Retry-After header."""
-        return max(1, math.ceil(self.depth * self._seconds_per_image))
+        """Seconds, for a Retry-After header, until every image now queued has reached the model or
+        passed its deadline, at the recent drain rate. Images that will time out take no model
+        time: after a burst, most of the queue may be shed long before it would have drained."""
+        with self._changed:
+            now = time.monotonic()
+            clock = now + self._busy * self._seconds_per_image  # the batch in the model, roughly
+            for job in self._waiting:
+                if clock <= job.deadline:
+                    clock += self._seconds_per_image
+        return max(1, math.ceil(clock - now))
 
-    def submit(self, payload: Any) -> _Job:
-        """Queue one payload; its job's Future gets the result. ServiceError 503 when the queue is
-        full or the worker is gone."""
-        job = _Job(payload, Future(), time.monotonic())
+    def submit(self, payload: Any, timeout_s: float = math.inf) -> _Job:
+        """Queue one payload, to reach the model within `timeout_s` or be withdrawn (by `predict`);
+        its job's Future gets the result. ServiceError 503 when the queue is full or the worker is gone."""
+        queued_at = time.monotonic()
+        job = _Job(payload, Future(), queued_at, queued_at + timeout_s)
         with self._changed:
             if self._stopping:
                 raise ServiceError(503, "the server is shutting down")
@@ -129,7 +140,7 @@ class BatchQueue:
 
     async def predict(self, payload: Any, timeout_s: float) -> DensePoseResult:
         """The result for one payload, awaited without blocking the event loop."""
-        job = self.submit(payload)
+        job = self.submit(payload, timeout_s)
         waiting = asyncio.wrap_future(job.future)
         try:
             return await asyncio.wait_for(asyncio.shield(waiting), timeout_s)
@@ -180,7 +191,11 @@ class BatchQueue:
                     started = time.perf_counter()
                     self._run(jobs)
                     seconds = time.perf_counter() - started
-                    self._seconds_per_image += _SMOOTHING * (seconds / len(jobs) - self._seconds_per_image)
+                    self._timed_batches += 1
+                    # The plain mean of the first batches (the guess counts for nothing once one is
+                    # timed), then a running average that follows the recent ones.
+                    weight = max(_SMOOTHING, 1.0 / self._timed_batches)
+                    self._seconds_per_image += weight * (seconds / len(jobs) - self._seconds_per_image)
                     self._metrics.observe_batch(len(jobs), seconds)
             except Exception as error:  # a bug here must not take the only model thread with it
                 log.error("model worker: a batch failed", exc_info=error)

@@ -5,7 +5,7 @@ Series: `densepose_requests_total{endpoint,method,status}`,
 `densepose_request_duration_seconds{endpoint}` (histogram), `densepose_errors_total{endpoint,status}`
 (answers of 400 and above), `densepose_queue_depth` (images waiting or in the model),
 `densepose_queue_capacity`, `densepose_queue_wait_seconds` (histogram: time from queueing to the
-model), `densepose_queue_drain_images_per_second` (the recent rate behind Retry-After),
+model), `densepose_queue_drain_images_per_second` (the recent rate Retry-After follows),
 `densepose_shed_total{reason}` (requests that never reached the model: queue_full, timeout,
 client_gone, shutdown), `densepose_batch_size` and `densepose_inference_seconds` (histograms of
 model calls), `densepose_model_ready` (1 once the model is loaded and its worker runs).
@@ -134,7 +134,7 @@ class Metrics:
                 "# HELP densepose_queue_capacity Images the queue holds before it refuses (503).",
                 "# TYPE densepose_queue_capacity gauge",
                 f"densepose_queue_capacity {queue.capacity}",
-                "# HELP densepose_queue_drain_images_per_second Images the model finishes per second, recently (Retry-After is the depth over this).",
+                "# HELP densepose_queue_drain_images_per_second Images the model finishes per second, recently (Retry-After follows it).",
                 "# TYPE densepose_queue_drain_images_per_second gauge",
                 f"densepose_queue_drain_images_per_second {_number(queue.drain_rate)}",
                 "# HELP densepose_queue_wait_seconds Time from queueing to the start of the model call.",
