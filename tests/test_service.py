@@ -387,9 +387,13 @@ def test_full_queue_answers_503_with_retry_after(tiny_predictor, photo):
         refused = _post_photo(base, photo)
         gated.gate.set()
         statuses = [future.result().status_code for future in accepted]
+        metrics = parse_metrics(httpx.get(f"{base}/metrics").text)
     assert_one_line_error(refused, 503, "busy")
     assert int(refused.headers["Retry-After"]) >= 1
     assert statuses == [200, 200, 200] and gated.batch_sizes == [1, 1, 1]
+    assert metrics['densepose_shed_total{reason="queue_full"}'] == 1 and metrics['densepose_shed_total{reason="timeout"}'] == 0
+    assert metrics["densepose_queue_capacity"] == 2 and metrics["densepose_queue_drain_images_per_second"] > 0
+    assert metrics["densepose_queue_wait_seconds_count"] == 3  # the three that reached the model
 
 
 def test_request_waiting_past_its_timeout_is_withdrawn(tiny_predictor, photo):
@@ -403,6 +407,8 @@ def test_request_waiting_past_its_timeout_is_withdrawn(tiny_predictor, photo):
         gated.gate.set()
         assert first.result().status_code == 200  # already in the model: seen through
         assert _post_photo(base, photo).status_code == 200
+        metrics = parse_metrics(httpx.get(f"{base}/metrics").text)
+    assert metrics['densepose_shed_total{reason="timeout"}'] == 1 and metrics['densepose_shed_total{reason="queue_full"}'] == 0
     assert_one_line_error(late, 503, "no model time within 0.3 s")
     assert gated.batch_sizes == [1, 1], "the withdrawn request must never reach the model"
 
@@ -425,6 +431,7 @@ def test_client_that_hangs_up_while_queued_is_withdrawn(tiny_predictor, photo):
         metrics = parse_metrics(httpx.get(f"{base}/metrics").text)
     assert gated.batch_sizes == [1]
     assert metrics['densepose_requests_total{endpoint="/v1/predict",method="POST",status="499"}'] == 1
+    assert metrics['densepose_shed_total{reason="client_gone"}'] == 1
 
 
 def test_client_giving_up_after_its_timeout_while_in_the_model_keeps_the_service_up(tiny_predictor, photo):

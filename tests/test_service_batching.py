@@ -114,14 +114,20 @@ def test_withdrawing_every_job_during_the_window_keeps_the_worker(model):
     assert model.calls == [[2]]
 
 
+async def predict_in_model(queue, model, value, timeout_s):
+    """A task predicting `image(value)`, returned once the (held) model has taken it."""
+    task = asyncio.ensure_future(queue.predict(image(value), timeout_s=timeout_s))
+    while not model.started.is_set():
+        await asyncio.sleep(0.01)
+    return task
+
+
 def test_predict_times_out_only_while_waiting(model):
     queue = running(model, max_batch=1, window_s=0)
     model.hold.clear()
 
     async def scenario():
-        in_model = asyncio.ensure_future(queue.predict(image(1), timeout_s=0.1))
-        while not model.started.is_set():
-            await asyncio.sleep(0.01)
+        in_model = await predict_in_model(queue, model, 1, timeout_s=0.1)
         with pytest.raises(ServiceError, match="no model time within 0.1 s"):
             await queue.predict(image(2), timeout_s=0.1)
         await asyncio.sleep(0.2)  # past its own timeout, but already in the model
@@ -171,9 +177,7 @@ def test_client_gone_after_its_timeout_while_in_the_model_leaves_the_worker_serv
     model.hold.clear()
 
     async def scenario():
-        request = asyncio.ensure_future(queue.predict(image(1), timeout_s=0.05))
-        while not model.started.is_set():
-            await asyncio.sleep(0.01)
+        request = await predict_in_model(queue, model, 1, timeout_s=0.05)
         await asyncio.sleep(0.2)  # past the timeout: now awaiting the job already in the model
         request.cancel()  # the client disconnects
         with pytest.raises(asyncio.CancelledError):

@@ -18,7 +18,8 @@ from .atomic import atomic_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 JPEG_QUALITY = 95
-# 40 megapixels (8000 x 5000) is above any camera photo people send for DensePose and well below
+# 40 megapixels (8000 x 5000) holds the photos of cameras and phones in their usual modes (12 to
+# 24 MP; full-resolution modes of 48 MP and more need a higher limit) and stays well below
 # Pillow's own decompression-bomb refusal (179 megapixels). A file's header declares its size, so
 # larger images are refused before a byte of pixels is decoded (a 60000 x 60000 PNG bomb is tiny
 # on disk but would need 10 GB).
