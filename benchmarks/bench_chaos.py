@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import platform
@@ -43,21 +42,13 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_service import child_serve, metric, model_argument  # noqa: E402
+from bench_service import child_serve, example_photo, metric, model_argument  # noqa: E402
 
-from densepose_torch.assets import example_image_path  # noqa: E402
-from densepose_torch.io.images import read_image  # noqa: E402
 from densepose_torch.service.metrics import SHED_REASONS  # noqa: E402
 from densepose_torch.service.server import free_port  # noqa: E402
 
 READ_TIMEOUT_S = 5  # the server's --read-timeout here: slow uploads must outlast it
 PHOTOS = 4  # photos in the data root for the legacy endpoint
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def png_bomb(width: int = 60000, height: int = 60000) -> bytes:
@@ -242,10 +233,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    photo = read_image(example_image_path())
-    scale = args.size / max(photo.shape[:2])
-    photo = np.asarray(Image.fromarray(photo).resize((round(photo.shape[1] * scale), round(photo.shape[0] * scale)), Image.BILINEAR))
-    body = png_bytes(photo)
+    photo, body = example_photo(args.size)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, {platform.system()}")
     tally = Tally()
     failures: list[str] = []

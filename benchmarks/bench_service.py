@@ -65,6 +65,16 @@ class Answer:
     retry_after: int | None
 
 
+def example_photo(size: int) -> tuple[np.ndarray, bytes]:
+    """The bundled photo with its long side resized to `size` pixels, as RGB pixels and as PNG."""
+    photo = read_image(example_image_path())
+    scale = size / max(photo.shape[:2])
+    photo = np.asarray(Image.fromarray(photo).resize((round(photo.shape[1] * scale), round(photo.shape[0] * scale)), Image.BILINEAR))
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format="PNG")
+    return photo, buffer.getvalue()
+
+
 def model_argument(architecture: str, checkpoint: Path | None, detections: int, image: np.ndarray, folder: Path) -> str:
     """What `densepose serve --model` gets."""
     if checkpoint is not None:
@@ -215,12 +225,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
 
-    photo = read_image(example_image_path())
-    scale = args.size / max(photo.shape[:2])
-    photo = np.asarray(Image.fromarray(photo).resize((round(photo.shape[1] * scale), round(photo.shape[0] * scale)), Image.BILINEAR))
-    buffer = io.BytesIO()
-    Image.fromarray(photo).save(buffer, format="PNG")
-    body = buffer.getvalue()
+    photo, body = example_photo(args.size)
     # The server answers every request within its queue timeout plus one model call; a client
     # timeout well past that only catches a server that loses requests.
     client_timeout = 2 * args.request_timeout + 600

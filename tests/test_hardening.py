@@ -19,7 +19,7 @@ from densepose_torch.cli import main
 from densepose_torch.cli import predict as predict_cli
 from densepose_torch.cli.arguments import ModelChoice
 from densepose_torch.cli.predict import build_predictor
-from densepose_torch.cli.evaluate import surface_for
+from densepose_torch.evaluation.surface_names import surface_for
 from densepose_torch.errors import DensePoseError
 from densepose_torch.inference import Predictor
 from densepose_torch.io import download

@@ -59,39 +59,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def surface_for(dataset: dict, spec: str | None) -> str:
-    """The surface to evaluate a ground truth with: `spec` if given, else "synthetic" for sets
-    `densepose synth` wrote (said on stderr), else "official"."""
-    if spec is not None:
-        return spec
-    from ..synthetic.dataset import is_synthetic
-
-    if is_synthetic(dataset):
-        print("densepose: the ground truth was written by `densepose synth`: GPS uses its synthetic body surface "
-              "(--surface chooses another)", file=sys.stderr)
-        return "synthetic"
-    return "official"
-
-
-def resolve_surface(spec: str):
-    """The body surface (evaluation.BodySurface) named on the command line (None for "none")."""
-    from ..evaluation import download_official_data, load_official_surface
-
-    if spec == "none":
-        return None
-    if spec == "official":
-        return load_official_surface(download_official_data())
-    if spec.startswith("official:"):
-        return load_official_surface(Path(spec.split(":", 1)[1]).expanduser())
-    if spec == "synthetic":
-        try:
-            from ..synthetic.surface import load_surface
-        except ImportError:
-            raise DensePoseError("the synthetic anny surface is not available in this installation; use --surface official") from None
-        return load_surface()
-    raise DensePoseError(f"unknown --surface {spec!r}: use official, official:DIR, synthetic or none")
-
-
 def _image_path(folder: Path, file_name: str) -> Path | None:
     for candidate in (folder / file_name, folder / Path(file_name).name):
         if candidate.is_file():
@@ -189,6 +156,7 @@ def format_table(metrics: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     # scipy and the evaluator load only when evaluating, not for every `densepose` command.
     from ..evaluation import evaluate, load_ground_truth
+    from ..evaluation.surface_names import resolve_surface, surface_for
 
     if args.images and not args.model:
         raise DensePoseError("--images goes with --model (to evaluate a results file, use --pred alone)")

@@ -324,9 +324,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = list(args.outputs) or ([] if args.render else ["npz"])
     _check_combination(args, outputs)
     resolve_device(args.device)  # a bad --device is a one-line error before any work
-    output_dir = Path(args.output)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise DensePoseError(f"output {output_dir} exists and is not a folder")
+    output_dir = Path(args.output)  # checked, created and tried by prepare_output_folder below
     # Outputs written into an input folder must not become inputs of the next run.
     items = [item for item in expand_inputs(args.inputs, args.recursive) if not _inside(item.path, output_dir)]
     if not items:

@@ -72,7 +72,7 @@ def _check(config: CompareConfig) -> str:
 
 def _ground_truth(config: CompareConfig):
     """(ground truth restricted to the compared images, those images, body surface, its name)."""
-    from ..cli.evaluate import resolve_surface, surface_for
+    from ..evaluation.surface_names import resolve_surface, surface_for
     from ..evaluation import load_ground_truth
 
     gt = load_ground_truth(config.ground_truth)
@@ -147,13 +147,13 @@ def _device_name(device: str) -> str:
     return f"{processor}, {os.cpu_count()} CPUs, torch threads: {torch.get_num_threads()}"
 
 
-def compare(config: CompareConfig, loader: Loader = load_predictor, progress: bool = True) -> Comparison:
-    """Run the comparison `config` describes and write its report into `config.output`."""
+def compare(config: CompareConfig, loader: Loader | None = None, progress: bool = True) -> Comparison:
+    """Run the comparison `config` describes and write its report into `config.output`. `loader`
+    makes each model's predictor (default: load_predictor, with `config.trust_checkpoint`)."""
     from .. import __version__
 
     device = _check(config)
-    if config.trust_checkpoint and loader is load_predictor:
-        loader = functools.partial(load_predictor, trust_checkpoint=True)
+    loader = loader or functools.partial(load_predictor, trust_checkpoint=config.trust_checkpoint)
     specs = resolve_models(list(config.models))
     gt = surface = surface_name = None
     if config.ground_truth is not None:

@@ -63,10 +63,6 @@ PLOT = "loss_curves.png"
 FINAL = "model_final.pth"
 
 
-def _device(config: TrainConfig) -> torch.device:
-    return resolve_device(config.device)
-
-
 def build_training_model(config: TrainConfig) -> DensePoseRCNN:
     """The model as training starts: detectron2's initialisation, the initial weights if any,
     frozen stages and (backbone_norm "bn") trainable batch norm; in train mode."""
@@ -153,7 +149,7 @@ def run_evaluation(model: DensePoseRCNN, config: TrainConfig, progress: bool = T
                    predict: Callable[[Path], Any] | None = None) -> dict[str, Any]:
     """Held-out figures of `model` (any architecture state; evaluated as exported), or of
     `predict` (image path -> DensePoseResult) when given."""
-    from ..cli.evaluate import resolve_surface
+    from ..evaluation.surface_names import resolve_surface
 
     files = _held_out(config)
     if files is None:
@@ -204,7 +200,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     """Train as `config` says; returns the path of the final weights. `on_iteration(n, model)`
     is called in every process after n iterations (tests use it to interrupt a run or to see
     each process's weights)."""
-    device = _device(config)
+    device = resolve_device(config.device)
     if config.solver.amp and device.type != "cuda":
         raise DensePoseError("solver.amp (float16 autocast) needs CUDA; set solver.amp=false on the CPU")
     if config.threads:
