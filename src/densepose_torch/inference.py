@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 from dataclasses import replace
 from typing import Iterable, Literal, Sequence
 
@@ -16,9 +17,11 @@ import torch
 from PIL import Image
 
 from .allocator import keep_freed_memory
+from .checkpoint import load_model
 from .devices import resolve_device
 from .errors import DensePoseError
 from .io.images import ChannelOrder, ImageInput, to_rgb_array
+from .export.runtime import BACKENDS, RUNTIME_SUFFIXES, RuntimeModel, load_runtime_model
 from .modeling import DensePoseRCNN
 from .modeling.fast import fast_copy
 from .postprocessing import rescale_detections, to_result
@@ -81,6 +84,13 @@ class Predictor:
     head never runs on people that would be thrown away. `batch` and `__call__` may override
     them per call.
 
+    `backend` chooses what runs the network: "torch" (this package's modules), or the model
+    exported to ONNX and run by "onnxruntime" or "openvino" (CPU; float32 unless the file is an
+    int8 export), with the same pre- and post-processing. The model is a loaded DensePoseRCNN
+    or anything `load_model` names (zoo name, checkpoint path, "default"); `.onnx` and OpenVINO
+    `.xml` files from `densepose export` run on onnxruntime and openvino respectively unless
+    `backend` says otherwise.
+
     The model handed in is never changed or moved: on another device, or in fast mode, the
     predictor works on its own copy. On Linux CPUs a predictor also asks glibc's malloc to keep
     freed memory for reuse (see `allocator.keep_freed_memory`).
@@ -89,20 +99,32 @@ class Predictor:
 
     def __init__(
         self,
-        model: DensePoseRCNN,
+        model: DensePoseRCNN | RuntimeModel | str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         precision: str = "exact",
         min_score: float | None = None,
         top_person: bool = False,
+        backend: str | None = None,
     ):
         self.precision = precision_name(precision)
-        device = resolve_device(device) if device is not None else model.device
         self.min_score = _check_min_score(min_score)
         self.top_person = top_person
+        model, backend = _network(model, backend)
+        if backend != "torch":
+            if self.precision == "fast":
+                raise DensePoseError(f"precision 'fast' is the torch backend's mode; {backend} runs the exported graph as it is (use an int8 export for speed)")
+            if device is not None and resolve_device(device).type != "cpu":
+                raise DensePoseError(f"the {backend} backend runs on the CPU here; use --device cpu or the torch backend")
+            if not isinstance(model, RuntimeModel):
+                model = load_runtime_model(model, backend)
+            device = torch.device("cpu")
+        else:
+            device = resolve_device(device) if device is not None else model.device
         if self.precision == "fast":
             model = fast_copy(model, device)
-        elif device != model.device:
+        elif backend == "torch" and device != model.device:
             model = copy.deepcopy(model).to(device)
+        self.backend = backend
         self.model = model
         self.device = device
         self.config = model.config
@@ -195,6 +217,25 @@ class Predictor:
         scaled[:, 0::2] *= resized[1] * 1.0 / original[1]
         scaled[:, 1::2] *= resized[0] * 1.0 / original[0]
         return scaled
+
+
+def _network(model: DensePoseRCNN | RuntimeModel | str | os.PathLike | None, backend: str | None) -> tuple[DensePoseRCNN | RuntimeModel, str]:
+    """The network a Predictor runs and the backend it runs on (None: the model's own)."""
+    if backend is not None and backend not in BACKENDS:
+        raise DensePoseError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if isinstance(model, RuntimeModel):
+        if backend not in (None, model.backend):
+            raise DensePoseError(f"this model is already loaded for {model.backend}; pass its file to run it on {backend}")
+        return model, model.backend
+    if isinstance(model, DensePoseRCNN):
+        return model, backend or "torch"
+    suffix = os.path.splitext(str(model))[1].lower() if model is not None else ""
+    if suffix in RUNTIME_SUFFIXES:
+        if backend == "torch":
+            raise DensePoseError(f"{os.path.basename(str(model))} is an exported graph: run it with backend onnxruntime or openvino")
+        chosen = backend or ("openvino" if suffix == ".xml" else "onnxruntime")
+        return load_runtime_model(model, chosen), chosen
+    return load_model(model), backend or "torch"
 
 
 def _check_min_score(min_score: float | None) -> float | None:

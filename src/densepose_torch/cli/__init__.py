@@ -12,6 +12,7 @@ from ..errors import DensePoseError
 def build_parser() -> argparse.ArgumentParser:
     from . import compare as compare_cmd
     from . import evaluate as evaluate_cmd
+    from . import export as export_cmd
     from . import models as models_cmd
     from . import predict as predict_cmd
     from . import serve as serve_cmd
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="densepose", description="Dense human pose estimation (DensePose) in plain PyTorch.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in (predict_cmd, models_cmd, synth_cmd, train_cmd, evaluate_cmd, compare_cmd, serve_cmd):
+    for module in (predict_cmd, models_cmd, synth_cmd, train_cmd, evaluate_cmd, compare_cmd, serve_cmd, export_cmd):
         module.add_parser(subparsers)
     return parser
 

@@ -46,10 +46,11 @@ class ModelChoice:
     name: str | None  # zoo name, checkpoint path, "default" or None (the embedded model)
     config: str | None = None  # zoo architecture of a checkpoint whose keys do not settle it
     trust_checkpoint: bool = False
+    backend: str | None = None  # torch, onnxruntime or openvino (None: torch, or the exported file's runtime)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ModelChoice":
-        return cls(args.model, getattr(args, "config", None), args.trust_checkpoint)
+        return cls(args.model, getattr(args, "config", None), args.trust_checkpoint, getattr(args, "backend", None))
 
 
 def add_model_file_arguments(parser: argparse.ArgumentParser, config: bool = True) -> None:
@@ -61,3 +62,11 @@ def add_model_file_arguments(parser: argparse.ArgumentParser, config: bool = Tru
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="load checkpoint files that hold more than weights (e.g. detectron2 training checkpoints with "
                              "pickled optimizer objects); such a file can run any code: only for files you trust")
+
+
+BACKEND_HELP = ("what runs the network: torch (default), or the model exported to ONNX and run by onnxruntime or openvino "
+                "(CPU; needs the onnx / openvino extra); .onnx and .xml files from `densepose export` pick their runtime themselves")
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default=None, help=BACKEND_HELP)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
 from ..io.coco_results import load_results, result_to_records, write_results
-from .arguments import ModelChoice, add_model_file_arguments, add_precision_argument
+from .arguments import ModelChoice, add_backend_argument, add_model_file_arguments, add_precision_argument
 
 EXAMPLES = """examples:
   densepose evaluate --gt densepose_minival2014.json --pred results.json -o metrics.json
@@ -45,6 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--pred", metavar="RESULTS", help="COCO DensePose results file, or a folder of them")
     source.add_argument("--model", metavar="NAME|PATH", help="predict first with this zoo model, checkpoint, or default (the embedded model)")
     add_model_file_arguments(parser)
+    add_backend_argument(parser)
     parser.add_argument("--images", metavar="DIR", help="with --model: folder holding the ground truth's images")
     parser.add_argument("--pred-out", metavar="RESULTS.json",
                         help="with --model: save the predictions here; an interrupted run resumes, a finished one is reused")

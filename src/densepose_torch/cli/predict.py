@@ -39,7 +39,7 @@ from ..render import (
     load_texture_atlas,
 )
 from ..results import DensePoseResult
-from .arguments import ModelChoice, add_model_file_arguments, add_precision_argument, positive
+from .arguments import ModelChoice, add_backend_argument, add_model_file_arguments, add_precision_argument, positive
 
 ARRAY_OUTPUTS = ("npz", "iuv", "json")
 LAYOUTS = ("folders", "beside", "viton")
@@ -79,8 +79,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders (sorted), glob patterns")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the outputs")
-    parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name, checkpoint file, or default (the embedded model, the default)")
+    parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name, checkpoint file, exported .onnx / .xml file, or default (the embedded model, the default)")
     add_model_file_arguments(parser)
+    add_backend_argument(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     add_precision_argument(parser)
     parser.add_argument("--min-score", type=float, default=0.8,
@@ -153,11 +154,17 @@ class LazyPredictor:
 def build_predictor(
     model: ModelChoice, device: str | None, precision: str, min_score: float | None = None, top_person: bool = False,
 ):
-    """A Predictor for the CLI: the chosen (or embedded default) model on the chosen device,
-    keeping the detections above `min_score` (default: the model's own 0.05)."""
+    """A Predictor for the CLI: the chosen (or embedded default) model on the chosen device and
+    backend, keeping the detections above `min_score` (default: the model's own 0.05)."""
     from ..checkpoint import load_model
+    from ..export.runtime import RUNTIME_SUFFIXES
     from ..inference import Predictor
 
+    if model.backend not in (None, "torch") or Path(model.name or "").suffix.lower() in RUNTIME_SUFFIXES:
+        # An exported graph (or a model to export on the fly) runs on the CPU runtime.
+        network = model.name if Path(model.name or "").suffix.lower() in RUNTIME_SUFFIXES else load_model(
+            model.name, config=model.config, trust_checkpoint=model.trust_checkpoint)
+        return Predictor(network, device=device, precision=precision, min_score=min_score, top_person=top_person, backend=model.backend)
     chosen = resolve_device(device)
     loaded = load_model(model.name, config=model.config, device=chosen, trust_checkpoint=model.trust_checkpoint)
     return Predictor(loaded, device=chosen, precision=precision, min_score=min_score, top_person=top_person)
