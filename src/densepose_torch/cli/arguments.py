@@ -69,4 +69,6 @@ BACKEND_HELP = ("what runs the network: torch (default), or the model exported t
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default=None, help=BACKEND_HELP)
+    from ..export.runtime import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, default=None, help=BACKEND_HELP)

@@ -160,10 +160,10 @@ def build_predictor(
     from ..export.runtime import RUNTIME_SUFFIXES
     from ..inference import Predictor
 
-    if model.backend not in (None, "torch") or Path(model.name or "").suffix.lower() in RUNTIME_SUFFIXES:
+    exported = Path(model.name or "").suffix.lower() in RUNTIME_SUFFIXES
+    if exported or model.backend not in (None, "torch"):
         # An exported graph (or a model to export on the fly) runs on the CPU runtime.
-        network = model.name if Path(model.name or "").suffix.lower() in RUNTIME_SUFFIXES else load_model(
-            model.name, config=model.config, trust_checkpoint=model.trust_checkpoint)
+        network = model.name if exported else load_model(model.name, config=model.config, trust_checkpoint=model.trust_checkpoint)
         return Predictor(network, device=device, precision=precision, min_score=min_score, top_person=top_person, backend=model.backend)
     chosen = resolve_device(device)
     loaded = load_model(model.name, config=model.config, device=chosen, trust_checkpoint=model.trust_checkpoint)

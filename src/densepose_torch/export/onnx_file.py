@@ -51,8 +51,9 @@ def _float32_cpu_copy(model: DensePoseRCNN) -> DensePoseRCNN:
     return copy.deepcopy(model).to("cpu").float().eval()
 
 
-def export_bytes(model: DensePoseRCNN, opset: int = OPSET) -> bytes:
-    """The serialised ONNX model of `model` (float32, one image per run)."""
+def export_proto(model: DensePoseRCNN, opset: int = OPSET):
+    """The ONNX model (an onnx.ModelProto, checked, metadata set) of `model`: float32, one image
+    per run."""
     onnx = require("onnx", "onnx")
     cpu_model = _float32_cpu_copy(model)
     fields = chart_fields(cpu_model)
@@ -79,12 +80,12 @@ def export_bytes(model: DensePoseRCNN, opset: int = OPSET) -> bytes:
     set_metadata(proto, model_metadata(cpu_model, fields))
     proto.producer_name = "densepose-torch"
     onnx.checker.check_model(proto)
-    return proto.SerializeToString()
+    return proto
 
 
 def export_onnx(model: DensePoseRCNN, path: str | os.PathLike, opset: int = OPSET) -> Path:
     """Write `model` as one self-contained ONNX file at `path` (atomically) and return the path."""
-    data = export_bytes(model, opset)
+    data = export_proto(model, opset).SerializeToString()
     with atomic_write(path) as handle:
         handle.write(data)
     return Path(path)
@@ -105,10 +106,14 @@ def set_metadata(proto, metadata: dict[str, str]) -> None:
         entry.key, entry.value = METADATA_PREFIX + key, value
 
 
+def metadata_of(proto) -> dict[str, str]:
+    """What `set_metadata` stored in an ONNX model (keys without the prefix)."""
+    return {entry.key[len(METADATA_PREFIX):]: entry.value for entry in proto.metadata_props if entry.key.startswith(METADATA_PREFIX)}
+
+
 def read_metadata(proto) -> tuple[ModelConfig, str, list[str]]:
     """The architecture, name and chart output order an exported ONNX file records."""
-    props = {entry.key[len(METADATA_PREFIX):]: entry.value for entry in proto.metadata_props if entry.key.startswith(METADATA_PREFIX)}
-    return parse_metadata(props)
+    return parse_metadata(metadata_of(proto))
 
 
 def parse_metadata(values: dict[str, str]) -> tuple[ModelConfig, str, list[str]]:

@@ -21,8 +21,8 @@ import numpy as np
 from ..errors import DensePoseError
 from ..io.atomic import atomic_path
 from ..modeling import DensePoseRCNN
-from .onnx_file import chart_fields, export_bytes, model_metadata, require
-from .runtime import OPENVINO_INFO_KEY
+from .onnx_file import export_proto, metadata_of, require
+from .runtime import OPENVINO_INFO_KEY, read_openvino
 
 DEFAULT_CALIBRATION_SCENES = 64
 SYNTHETIC_CALIBRATION_SEED = 20_000_000  # far from the seeds training and evaluation sets use
@@ -60,8 +60,7 @@ def quantize(
     output = Path(output)
     if output.suffix != ".xml":
         raise DensePoseError(f"an int8 model is written as OpenVINO IR (.xml + .bin), not {output.suffix or 'a file without extension'}")
-    data = export_bytes(model)
-    metadata = model_metadata(model, chart_fields(model))
+    proto = export_proto(model)
     config = model.config
     inputs = [
         {
@@ -72,16 +71,14 @@ def quantize(
         }
         for image in images
     ]
-    from .runtime import _read_openvino
-
-    ov_model = _read_openvino(openvino, data)
+    ov_model = read_openvino(proto.SerializeToString())
     scope = nncf.IgnoredScope(names=_float_layer_nodes(op.get_friendly_name() for op in ov_model.get_ops()), validate=False)
     # MIXED: symmetric int8 weights, asymmetric activations (the FPN outputs and the box head's
     # inputs are not ReLU outputs); it matched more people than the default preset (docs/export.md).
     with np.errstate(over="ignore"):  # NNCF's float16 statistics overflow harmlessly on large activations
         quantized = nncf.quantize(ov_model, nncf.Dataset(inputs), subset_size=len(inputs), ignored_scope=scope,
                                   preset=nncf.QuantizationPreset.MIXED)
-    for key, value in metadata.items():
+    for key, value in metadata_of(proto).items():
         quantized.set_rt_info(value, [OPENVINO_INFO_KEY, key])
     # The IR is two files: write both beside the target, then rename the weights and the graph
     # (the weights first, so a reader that finds the .xml finds its .bin).

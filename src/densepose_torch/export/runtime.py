@@ -17,7 +17,7 @@ import torch
 from ..config import ModelConfig
 from ..errors import DensePoseError
 from ..modeling import DensePoseRCNN, RawDetections
-from .onnx_file import export_bytes, parse_metadata, read_metadata, require
+from .onnx_file import export_proto, parse_metadata, read_metadata, require
 
 Backend = Literal["torch", "onnxruntime", "openvino"]
 BACKENDS = ("torch", "onnxruntime", "openvino")
@@ -116,10 +116,9 @@ def load_runtime_model(model: str | os.PathLike | DensePoseRCNN, backend: Backen
     if backend not in ("onnxruntime", "openvino"):
         raise DensePoseError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if isinstance(model, DensePoseRCNN):
-        data = export_bytes(model)
-        onnx = require("onnx", "onnx")
-        config, name, fields = read_metadata(onnx.load_from_string(data))
-        source: bytes | str = data
+        proto = export_proto(model)
+        config, name, fields = read_metadata(proto)
+        source: bytes | str = proto.SerializeToString()
     else:
         path = Path(model)
         if not path.is_file():
@@ -127,8 +126,7 @@ def load_runtime_model(model: str | os.PathLike | DensePoseRCNN, backend: Backen
         if path.suffix == ".xml":
             if backend != "openvino":
                 raise DensePoseError(f"{path.name} is an OpenVINO model: run it with backend openvino (--backend openvino)")
-            openvino = require("openvino", "openvino")
-            ov_model = openvino.Core().read_model(str(path))
+            ov_model = read_openvino(str(path))
             config, name, fields = _openvino_metadata(ov_model)
             return RuntimeModel(config, name, fields, _openvino_runner(ov_model, threads, fields), backend)
         onnx = require("onnx", "onnx")
@@ -139,14 +137,15 @@ def load_runtime_model(model: str | os.PathLike | DensePoseRCNN, backend: Backen
         config, name, fields = read_metadata(proto)
         source = str(path)
     if backend == "openvino":
-        openvino = require("openvino", "openvino")
-        ov_model = _read_openvino(openvino, source)
+        ov_model = read_openvino(source)
         return RuntimeModel(config, name, fields, _openvino_runner(ov_model, threads, fields), backend)
     return RuntimeModel(config, name, fields, _onnxruntime_runner(source, threads), backend)
 
 
-def _read_openvino(openvino, source: bytes | str):
-    """OpenVINO reads ONNX from files: bytes go through a temporary one, removed once read."""
+def read_openvino(source: bytes | str):
+    """An OpenVINO model from a file (.onnx or .xml) or ONNX bytes. OpenVINO reads ONNX from
+    files: bytes go through a temporary one, removed once read."""
+    openvino = require("openvino", "openvino")
     if isinstance(source, str):
         return openvino.Core().read_model(source)
     import tempfile
