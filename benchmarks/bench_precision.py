@@ -1,7 +1,12 @@
-"""What the fast mode (precision="fast") costs in accuracy, against the exact path.
+"""What the fast mode (precision="fast"), or an exported model, costs in accuracy, against the exact path.
 
     python benchmarks/bench_precision.py                          # all three sets below
     python benchmarks/bench_precision.py --sets synthetic --scenes 150
+    densepose export default --int8 -o int8.xml && python benchmarks/bench_precision.py --candidate int8.xml
+
+With --candidate, the file (an export of the embedded default model: int8 OpenVINO IR or an ONNX
+graph) takes the fast mode's place, and every set runs the default model: the golden images, the
+real photo and the synthetic scenes.
 
 Sets:
 - golden: detectron2's golden images with the golden (random) weights of the five reference
@@ -144,10 +149,10 @@ def rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
 
 
-def predictors(model, warm_up: np.ndarray) -> tuple[Predictor, Predictor]:
-    """Exact and fast predictors of `model` keeping every detection the model makes, each run once
-    on `warm_up` (so that the timings leave out oneDNN's first-call set-up)."""
-    pair = Predictor(model), Predictor(model, precision="fast")
+def predictors(model, warm_up: np.ndarray, candidate: Path | None = None) -> tuple[Predictor, Predictor]:
+    """Exact and fast (or `candidate` file) predictors of `model` keeping every detection the
+    model makes, each run once on `warm_up` (so that the timings leave out first-call set-up)."""
+    pair = Predictor(model), (Predictor(candidate) if candidate else Predictor(model, precision="fast"))
     for predictor in pair:
         predictor(warm_up)
     return pair
@@ -161,6 +166,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234, help="synthetic seed (default 1234; the default model trained on seed 0 and was validated on seed 1)")
     parser.add_argument("--min-score", type=float, default=0.8)
     parser.add_argument("--charts", type=int, default=20, help="compare the charts of at most N matched people per image")
+    parser.add_argument("--candidate", type=Path, help="an exported file of the default model to compare instead of the fast mode")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
 
@@ -171,7 +177,14 @@ def main() -> None:
         golden = args.shared / "golden"
         warm_up = rgb(golden / "images" / "astronaut.png")
         photo = rgb(args.shared / "data" / "demo_im.jpg") if "photos" in args.sets else None
-        if "golden" in args.sets or "photos" in args.sets:
+        default = load_model()
+        if args.candidate and "golden" in args.sets:
+            agreement = Agreement()
+            exact, candidate = predictors(default, warm_up, args.candidate)
+            for image in ("astronaut", "noise"):
+                agreement.add(exact, candidate, rgb(golden / "images" / f"{image}.png"), args.min_score, args.charts)
+            print(agreement.row(f"golden images, default model vs {args.candidate.name}", 2, relative_uv=False), flush=True)
+        if not args.candidate and ("golden" in args.sets or "photos" in args.sets):
             for name in GOLDEN_ARCHITECTURES:
                 exact, fast = predictors(load_model(golden_checkpoint(golden, name, Path(folder))), warm_up)
                 if "golden" in args.sets:
@@ -183,10 +196,9 @@ def main() -> None:
                     agreement = Agreement()
                     agreement.add(exact, fast, photo, args.min_score, args.charts)
                     print(agreement.row(f"real photo, {name} (random weights)", 1, relative_uv=True), flush=True)
-        default = load_model()
         if photo is not None:
             agreement = Agreement()
-            agreement.add(*predictors(default, warm_up), photo, args.min_score, args.charts)
+            agreement.add(*predictors(default, warm_up, args.candidate), photo, args.min_score, args.charts)
             print(agreement.row("real photo, default model", 1, relative_uv=False), flush=True)
         if "synthetic" in args.sets:
             from densepose_torch.synthetic.dataset import SynthJob, write_dataset
@@ -194,7 +206,7 @@ def main() -> None:
             scenes = Path(folder) / "synthetic"
             write_dataset(SynthJob(out=scenes, seed=args.seed, size=512), args.scenes, workers=1, progress=False)
             agreement, reference = Agreement(), Agreement()
-            exact, fast = predictors(default, warm_up)
+            exact, fast = predictors(default, warm_up, args.candidate)
             noisy = NoisyInput(exact)
             for path in sorted((scenes / "images").glob("*.jpg")):
                 agreement.add(exact, fast, rgb(path), args.min_score, args.charts)
