@@ -10,8 +10,8 @@ order. So on the golden weights the charts are compared on the same boxes (the u
 and the exported graph's own detections handed to the exact path as boxes), with U/V relative to
 the case's U/V scale as benchmarks/bench_precision.py does (random heads put U/V far outside
 [0, 1]); detections must be the same people (IoU >= 0.99), with scores within 1e-4 and the median
-box within 0.01 px. Measured worst cases over the five families: labels 99.99 %, relative U/V
-3e-5, scores 2e-5, median box drift 0.005 px.
+box within 0.01 px, on ONNX Runtime and on OpenVINO. Measured worst cases over the 50-layer families:
+labels 99.99 %, relative U/V 3e-5, scores 2.5e-5 on ONNX Runtime, median box drift 0.005 px (ResNet-101: below).
 """
 from __future__ import annotations
 
@@ -46,8 +46,9 @@ GOLDEN_DETECTIONS = 10  # the golden weights detect 100 people; the best 10 keep
 # the same boxes are still compared there.
 UNSTABLE_DETECTIONS = {("R_101_FPN_WC1_s1x", "astronaut")}
 # ResNet-101's 50 more random layers amplify more on the noise image too: 0.018 px median drift
-# on ONNX Runtime (0.005 px for the 50-layer families), one box moved to IoU 0.98.
-DEEP_MEDIAN_BOX_TOL, DEEP_SAME_PERSON_IOU = 0.05, 0.95
+# on ONNX Runtime (0.005 px for the 50-layer families), one box moved to IoU 0.98, and on
+# OpenVINO one score moved by 1.25e-4 (the 50-layer families stay within 3e-5 on both).
+DEEP_MEDIAN_BOX_TOL, DEEP_SAME_PERSON_IOU, DEEP_SCORE_TOL = 0.05, 0.95, 2e-4
 
 
 def golden_image(name: str) -> np.ndarray:
@@ -73,12 +74,14 @@ def chart_agreement(a, b, relative: bool) -> tuple[float, float]:
     return float(np.concatenate(same).mean()), max(errors) / (max(scale) if relative else 1.0)
 
 
-def assert_same_detections(exact, other, median_box_tol: float | None = None, same_person_iou: float = 0.99) -> None:
+def assert_same_detections(
+    exact, other, median_box_tol: float | None = None, same_person_iou: float = 0.99, score_tol: float = SCORE_TOL
+) -> None:
     assert len(exact) == len(other) > 0
     iou = box_iou(torch.from_numpy(exact.boxes), torch.from_numpy(other.boxes)).numpy()
     partner = iou.argmax(axis=1)
     assert iou.max(axis=1).min() >= same_person_iou and len(set(partner.tolist())) == len(partner), "the same people"
-    assert np.abs(exact.scores - other.scores[partner]).max() <= SCORE_TOL
+    assert np.abs(exact.scores - other.scores[partner]).max() <= score_tol
     drift = np.abs(exact.boxes - other.boxes[partner]).max(axis=1)
     if median_box_tol is None:
         assert drift.max() <= BOX_TOL
@@ -133,13 +136,15 @@ def test_default_model_matches_exact_path(default_model, default_onnx, backend):
     assert len(other(photo, top_person=True)) == 1
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("name", GOLDEN_FAMILIES)
-def test_golden_families_on_onnxruntime(name, golden_checkpoint, tmp_path):
+def test_golden_families_on_the_runtimes(name, backend, golden_checkpoint, tmp_path):
+    pytest.importorskip(backend)
     model = load_model(golden_checkpoint(name))
     model.config = dataclasses.replace(model.config, detections_per_image=GOLDEN_DETECTIONS)
     model.roi_heads.config = model.config
     exact = Predictor(model)
-    other = Predictor(export_onnx(model, tmp_path / f"{name}.onnx"), backend="onnxruntime")
+    other = Predictor(export_onnx(model, tmp_path / f"{name}.onnx"), backend=backend)
     assert other.config == model.config
     for image in ("astronaut", "noise"):
         photo = golden_image(image)
@@ -147,7 +152,8 @@ def test_golden_families_on_onnxruntime(name, golden_checkpoint, tmp_path):
         deep = name.startswith("R_101")
         if (name, image) not in UNSTABLE_DETECTIONS:
             assert_same_detections(a, b, median_box_tol=DEEP_MEDIAN_BOX_TOL if deep else BOX_TOL,
-                                   same_person_iou=DEEP_SAME_PERSON_IOU if deep else 0.99)
+                                   same_person_iou=DEEP_SAME_PERSON_IOU if deep else 0.99,
+                                   score_tol=DEEP_SCORE_TOL if deep else SCORE_TOL)
         # charts on the graph's own boxes, so that box drift is not counted as chart change
         labels, uv = chart_agreement(exact.predict_boxes(photo, b.boxes), b, relative=True)
         assert labels >= LABEL_AGREEMENT and uv <= UV_TOL, (image, labels, uv)
