@@ -3,11 +3,19 @@
 Tolerances are the reference's: boxes within 1e-3 px and scores within 1e-5 (float32 boxes of a
 few hundred pixels carry ~3e-5 px of rounding, so this leaves room only for rounding-level
 differences), per-pixel labels equal on at least 99.9 % of each box (argmax ties may flip
-under rounding), UV and confidences within 1e-4 where labels agree. The exact path is in fact
-bit-identical to detectron2 on these cases; the tolerances are what a faithful port must meet.
-Probes of intermediate tensors (FPN levels, pooled features, head output, raw predictor
-outputs) are checked within 1e-4 of each array's largest magnitude, so a regression points at
-the first stage that departs.
+under rounding), UV and confidences within 1e-4 where labels agree. Probes of intermediate
+tensors (FPN levels, pooled features, head output, raw predictor outputs) are checked within
+1e-4 of each array's largest magnitude, so a regression points at the first stage that departs.
+
+The reference's 1e-4 for UV is written for trained models, whose U and V lie in [0, 1]. The raw
+U/V and confidences of these random heads reach magnitudes of 15 to 240, where one float32 ulp is
+already 1e-6 to 1.5e-5, so values are held to 1e-4 of their box's largest magnitude when that
+exceeds 1 (the probes' rule); on [0, 1] values this is the reference's 1e-4 unchanged. It matters
+across CPUs: on the AMD EPYC machines that made the reference, the exact path is bit-identical to
+detectron2 on every case; on an Intel Xeon with AMX, oneDNN sums the predictor's transposed
+convolution and the box head in another order (backbone, pooled features and head output stay
+bit-identical; raw predictor outputs move by 7e-7 of their scale, boxes by 1.7e-4 px) and U/V
+then move by up to 8.9e-4 at a magnitude of 84 (1.1e-5 of it), as detectron2's own would there.
 
 Run them with the default two threads (these machines and CI have 2 cores): with one thread,
 oneDNN sums convolutions in another order, and after the RPN's top-k the detection cases drift
@@ -15,6 +23,7 @@ by up to 0.06 px, beyond the 1e-3 px bar.
 """
 from __future__ import annotations
 
+import copy
 import json
 
 import cv2
@@ -70,16 +79,25 @@ def _image(golden_dir, image: str) -> np.ndarray:
     return cv2.imread(str(golden_dir / "images" / f"{image}.png"), cv2.IMREAD_COLOR)
 
 
+def _value_tol(reference: np.ndarray) -> float:
+    """VALUE_TOL, in units of the values' largest magnitude where that exceeds 1 (module docstring)."""
+    return VALUE_TOL * max(1.0, float(np.abs(reference).max(initial=0.0)))
+
+
+def _assert_close_values(actual: np.ndarray, reference: np.ndarray, message: str) -> None:
+    np.testing.assert_allclose(actual, reference, rtol=0, atol=_value_tol(reference), err_msg=message)
+
+
 def _assert_chart(chart, expected, prefix: str) -> None:
     labels = expected[f"{prefix}_labels"]
     assert chart.labels.shape == labels.shape, f"{prefix}: box size {chart.labels.shape} != {labels.shape}"
     agree = chart.labels == labels
     assert agree.mean() >= LABEL_AGREEMENT, f"{prefix}: labels agree on {agree.mean():.4%}"
-    np.testing.assert_allclose(chart.uv[:, agree], expected[f"{prefix}_uv"][:, agree], rtol=0, atol=VALUE_TOL, err_msg=prefix)
+    _assert_close_values(chart.uv[:, agree], expected[f"{prefix}_uv"][:, agree], prefix)
     names = {k[len(prefix) + 1 :] for k in expected.files if k.startswith(prefix + "_") and k not in (f"{prefix}_labels", f"{prefix}_uv")}
     assert set(chart.confidences()) == names, f"{prefix}: confidences {sorted(chart.confidences())} != {sorted(names)}"
     for name in names:
-        np.testing.assert_allclose(chart.confidences()[name][agree], expected[f"{prefix}_{name}"][agree], rtol=0, atol=VALUE_TOL, err_msg=f"{prefix} {name}")
+        _assert_close_values(chart.confidences()[name][agree], expected[f"{prefix}_{name}"][agree], f"{prefix} {name}")
 
 
 def _assert_probe(expected, prefix: str, tensor: torch.Tensor) -> None:
@@ -149,11 +167,26 @@ def test_intermediate_probes_match_detectron2(golden_dir, predictor_for, name, i
             _assert_probe(expected, f"fixed_raw_dp_{field}", outputs[field])
 
 
-# With a single box, oneDNN takes another code path for two of the DeepLab head's ASPP branches
-# (the rate-56 convolution and the image-pooling branch) and rounds differently, by about 1e-7 in
-# ASPP's output and up to ~2e-6 in U/V after the 8 convolutions; detectron2 running its head on
-# one person does the same. So a lone DeepLab box is held to the reference tolerance (VALUE_TOL)
-# instead of bit equality. Every other head, and any batch of two or more, is batch-invariant.
+# With a single box, oneDNN may take other code paths than for a batch of boxes, and round
+# differently: on every machine measured, for two of the DeepLab head's ASPP branches (the rate-56
+# convolution and the image-pooling branch: ~1e-7 in ASPP's output, ~2e-6 in U/V after the 8
+# convolutions); on an Intel Xeon with AMX also for the predictor's transposed convolution (U/V
+# move by ~1e-4 at magnitudes near 75, 2e-6 of them). detectron2 running its head on one person
+# does the same. So a lone person keeps its box and score to the bit, and its chart is held to the
+# reference tolerance; any batch of two or more is batch-invariant, bit for bit.
+
+
+def _assert_same_person(lone, first) -> None:
+    np.testing.assert_array_equal(lone.boxes, first.boxes)
+    np.testing.assert_array_equal(lone.scores, first.scores)
+    a, b = lone.charts[0], first.charts[0]
+    assert (a.x, a.y) == (b.x, b.y)
+    agree = a.labels == b.labels
+    assert agree.mean() >= LABEL_AGREEMENT
+    _assert_close_values(a.uv[:, agree], b.uv[:, agree], "lone person U/V")
+    assert a.confidences().keys() == b.confidences().keys()
+    for name, values in a.confidences().items():
+        _assert_close_values(values[agree], b.confidences()[name][agree], f"lone person {name}")
 
 
 @pytest.mark.parametrize("name,image", [
@@ -165,8 +198,8 @@ def test_intermediate_probes_match_detectron2(golden_dir, predictor_for, name, i
 def test_min_score_in_the_box_predictor_keeps_the_same_people_bit_for_bit(golden_dir, predictor_for, name, image):
     """The threshold applied before NMS and the DensePose head (as detectron2's SCORE_THRESH_TEST)
     keeps exactly the people that predicting at 0.05 and filtering afterwards keeps, with the same
-    charts to the bit. On these cases about 1000 proposals pass 0.05 (most cases fill the
-    100-detection cap); the thresholds cut the ranking inside the detections."""
+    charts to the bit (a lone person: see above). On these cases about 1000 proposals pass 0.05
+    (most cases fill the 100-detection cap); the thresholds cut the ranking inside the detections."""
     predictor = predictor_for(name)
     bgr = _image(golden_dir, image)
     everyone = predictor(bgr, channel_order="bgr")
@@ -176,31 +209,33 @@ def test_min_score_in_the_box_predictor_keeps_the_same_people_bit_for_bit(golden
         kept = predictor(bgr, channel_order="bgr", min_score=threshold)
         assert len(kept) == rank
         assert_same_result(kept, everyone.select(scores > threshold))
-    best = predictor(bgr, channel_order="bgr", top_person=True)
-    if predictor.config.densepose_head == "deeplab":
-        np.testing.assert_array_equal(best.boxes, everyone.boxes[:1])
-        np.testing.assert_array_equal(best.charts[0].labels, everyone.charts[0].labels)
-        np.testing.assert_allclose(best.charts[0].uv, everyone.charts[0].uv, rtol=0, atol=VALUE_TOL)
-    else:
-        assert_same_result(best, everyone.select([0]))
+    _assert_same_person(predictor(bgr, channel_order="bgr", top_person=True), everyone.select([0]))
 
 
 # Folding FrozenBN into the convolutions (the fast copy; in float32 on CPUs without bfloat16)
-# changes float32 rounding only. The random golden networks amplify any rounding change, so the
-# yardstick is the exact path itself run on one thread instead of two, or two instead of one
-# (oneDNN then sums in another order: pure float32 reordering): folding may move U/V by at most FOLDED_UV_FACTOR times
-# that (measured: 2.5-3x, from 4e-5 to 1.1e-4 of the U/V scale for the deepest, ResNet-101), and
-# labels agree on >= 99.9 % of pixels as the reference tolerance asks. The bfloat16 copy is not
-# held to this: these random networks turn its rounding into other people
-# (benchmarks/bench_precision.py reports it).
-FOLDED_UV_FACTOR = 5.0
+# changes float32 rounding only, so the folded copy must be about as close to the true values as
+# the exact float32 path is. The true values come from a float64 copy of the exact model; U/V
+# errors are relative to the U/V scale (99th percentile of |U|, |V| on body pixels: raw U/V of
+# these random heads reach ~180). Measured on an Intel Xeon with AMX: exact float32 is 3.1e-5 to
+# 1.0e-4 from float64 (ResNet-101 the deepest), folded float32 0.98 to 1.23 times that. So folding
+# may at most double float32's own error (FOLDED_UV_FACTOR), and labels agree with float64 on
+# >= 99.9 % of pixels as the reference tolerance asks. A yardstick of float32 against float64 holds
+# on any CPU; the exact path run on another thread count, used before, moved U/V by 2.5-3x less
+# than folding on AMD EPYC but 5x less on that Xeon. The bfloat16 copy is not held to this: these
+# random networks turn its rounding into other people (benchmarks/bench_precision.py reports it).
+FOLDED_UV_FACTOR = 2.0
 
 
 def _uv_error(reference, other) -> float:
-    """Largest U/V difference where labels agree, relative to the U/V scale (99th percentile of
-    |U|, |V| on body pixels: raw U/V of these random heads reach ~180)."""
+    """Largest U/V difference where labels agree, relative to the reference's U/V scale."""
     scale = np.percentile(np.concatenate([np.abs(a.uv[:, a.labels > 0]).ravel() for a in reference.charts]), 99)
     return max(float(np.abs(a.uv - b.uv)[:, a.labels == b.labels].max()) for a, b in zip(reference.charts, other.charts)) / scale
+
+
+def _float64_predictor(exact: Predictor) -> Predictor:
+    model = copy.deepcopy(exact.model).double()
+    model.compute_dtype = torch.float64  # the backbone input follows (DensePoseRCNN.backbone_input)
+    return Predictor(model)
 
 
 @pytest.mark.parametrize("name", [name for name, image in CASES[::2]])
@@ -210,14 +245,9 @@ def test_folded_float32_copy_stays_within_rounding_of_exact(golden_dir, predicto
     exact = predictor_for(name)
     folded = Predictor(fast_copy(exact.model, torch.device("cpu"), torch.float32))
     assert not any(isinstance(module, FrozenBatchNorm2d) for module in folded.model.modules())
+    truth = _float64_predictor(exact).predict_boxes(image, boxes, channel_order="bgr")
     reference = exact.predict_boxes(image, boxes, channel_order="bgr")
     quick = folded.predict_boxes(image, boxes, channel_order="bgr")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1 if threads > 1 else 2)
-    try:
-        reordered = exact.predict_boxes(image, boxes, channel_order="bgr")
-    finally:
-        torch.set_num_threads(threads)
-    agree = np.concatenate([(a.labels == b.labels).ravel() for a, b in zip(reference.charts, quick.charts)])
+    agree = np.concatenate([(a.labels == b.labels).ravel() for a, b in zip(truth.charts, quick.charts)])
     assert agree.mean() >= LABEL_AGREEMENT
-    assert _uv_error(reference, quick) <= FOLDED_UV_FACTOR * _uv_error(reference, reordered)
+    assert _uv_error(truth, quick) <= FOLDED_UV_FACTOR * _uv_error(truth, reference)

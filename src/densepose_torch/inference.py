@@ -72,7 +72,8 @@ def _ieee_float32(device: torch.device):
 class Predictor:
     """Runs a DensePose R-CNN on images.
 
-    precision="exact" reproduces detectron2 bit for bit on the CPU (and in IEEE float32 on CUDA).
+    precision="exact" reproduces detectron2's float32 arithmetic on the CPU (bit for bit where oneDNN
+    picks the same kernels) and in IEEE float32 on CUDA.
     "fast" runs a copy of the whole network with FrozenBN folded into the convolutions, in
     bfloat16 on CPUs with AVX512-BF16/AMX and on CUDA (float16 on GPUs without bfloat16; float32
     on other CPUs), channels-last, resampling only each pixel's own part for U/V

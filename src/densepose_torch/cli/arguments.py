@@ -21,7 +21,7 @@ def positive(kind: type = int) -> Callable[[str], int | float]:
     return parse
 
 
-PRECISION_HELP = "exact (default) reproduces detectron2 bit for bit; fast runs the whole network in bfloat16 where the CPU or GPU supports it (fp32 and bf16 are accepted as the earlier names)"
+PRECISION_HELP = "exact (default) reproduces detectron2's float32 arithmetic; fast runs the whole network in bfloat16 where the CPU or GPU supports it (fp32 and bf16 are accepted as the earlier names)"
 
 
 def precision(text: str) -> str:
