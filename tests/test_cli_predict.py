@@ -238,12 +238,17 @@ def test_video_render_keeps_rate_and_frames_plus_per_frame_arrays(tmp_path, fake
     assert len(pictures) == 6
     # Lossy video: the MagicAnimate background (68, 1, 84) comes back within 12 levels per channel.
     assert np.abs(pictures[0][1, 62].astype(int) - (68, 1, 84)).max() <= 12
-    assert files_under(out / "npz") == [f"dance/{i:06d}.npz" for i in range(6)]
+    assert files_under(out / "npz") == [f"dance/{i:06d}.npz" for i in range(6)] + ["dance/video.json"]
+    assert json.loads((out / "npz/dance/video.json").read_text()) == {"source": "dance.mp4", "frames": 6, "fps": 12.0, "temporal": "centred"}
     assert fake.batch_sizes == [4, 2]
-    json_run = run_cli(clip, "-o", out, "--outputs", "json")
+    # The magicanimate render smoothed the video in time (its default); more outputs in the same
+    # folder must be made the same way.
+    assert run_cli(clip, "-o", out, "--outputs", "json") == 1
+    json_run = run_cli(clip, "-o", out, "--outputs", "json", "--temporal", "centred")
     assert json_run == 0
     records = json.loads((out / "json/dance/000003.json").read_text())
     assert records[0]["image_id"] == 3 and records[0]["file_name"] == "dance.mp4"
+    assert [record["track_id"] for record in records] == [1]  # the one person above 0.8, tracked from frame 0
     assert run_cli(clip, "-o", out, "--render", "magicanimate", "--outputs", "npz") == 0
     assert fake.batch_sizes == [4, 2, 1, 1, 1, 1, 1, 1]  # the json run; then nothing left to redo
     assert no_temporary_files(out)

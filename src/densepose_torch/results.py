@@ -64,16 +64,26 @@ class DenseMaps:
 class DensePoseResult:
     """Detections of one image, in descending score order (detectron2's order). `keypoints`
     (N, 17, 3) float32 holds COCO's 17 keypoints of each detection as image x, y and a score
-    in (0, 1]; only cascade models with a keypoint branch predict them (None otherwise)."""
+    in (0, 1]; only cascade models with a keypoint branch predict them (None otherwise).
+    `track_ids` (N,) int64, from 1, names each detection's person through a video (the same id
+    in every frame; video.tracking sets it); None for still images."""
 
     image_size: tuple[int, int]  # (height, width) of the original image
     boxes: np.ndarray  # (N, 4) float32 XYXY
     scores: np.ndarray  # (N,) float32
     charts: list[ChartResult] = field(default_factory=list)
     keypoints: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
+
+    def instance_ids(self) -> np.ndarray:
+        """(N,) int64 instance number of each detection in the full-image maps: its track id in a
+        video, else its rank k (1 = the highest score)."""
+        if self.track_ids is not None:
+            return np.asarray(self.track_ids, np.int64).reshape(-1)
+        return np.arange(1, len(self) + 1, dtype=np.int64)
 
     def select(self, keep: np.ndarray | list[int]) -> "DensePoseResult":
         """The detections at the given indices (or boolean mask), in that order."""
@@ -85,6 +95,7 @@ class DensePoseResult:
             scores=self.scores[index],
             charts=[self.charts[i] for i in index],
             keypoints=None if self.keypoints is None else self.keypoints[index].reshape(-1, *self.keypoints.shape[1:]),
+            track_ids=None if self.track_ids is None else np.asarray(self.track_ids)[index].reshape(-1),
         )
 
     def above(self, min_score: float) -> "DensePoseResult":
@@ -101,6 +112,7 @@ class DensePoseResult:
         u = np.zeros((height, width), np.float32)
         v = np.zeros((height, width), np.float32)
         instance = np.zeros((height, width), np.uint16)
+        ids = self.instance_ids()
         # Paint the lowest score first so that higher scores overwrite it; a stable sort on the
         # negated order keeps "earlier wins" on ties.
         order = np.argsort(-self.scores, kind="stable")[::-1]
@@ -116,5 +128,5 @@ class DensePoseResult:
             part[window][body] = labels[body]
             u[window][body] = chart.uv[0, y0 - chart.y : y1 - chart.y, x0 - chart.x : x1 - chart.x][body]
             v[window][body] = chart.uv[1, y0 - chart.y : y1 - chart.y, x0 - chart.x : x1 - chart.x][body]
-            instance[window][body] = index + 1
+            instance[window][body] = ids[index]
         return DenseMaps(I=part, U=u, V=v, instance=instance)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DensePoseError
+from ..io.atomic import atomic_write
 from ..io.coco_results import result_to_records, write_results
 from ..checkpoint import DEFAULT_MODEL_NAME
 from ..devices import resolve_device
@@ -31,6 +33,7 @@ from ..io.video import (
     video_writer,
 )
 from ..render import (
+    ANIMATION_PRESETS,
     PRESETS,
     Render,
     dp_iuv_texture,
@@ -39,6 +42,7 @@ from ..render import (
     load_texture_atlas,
 )
 from ..results import DensePoseResult
+from ..video import TEMPORAL_MODES, TemporalSmoother, Tracker
 from .arguments import ModelChoice, add_backend_argument, add_model_file_arguments, add_precision_argument, positive
 
 ARRAY_OUTPUTS = ("npz", "iuv", "json")
@@ -56,7 +60,10 @@ layouts (STEM = the input's path below its folder, without extension):
            OUTDIR/PRESET/STEM.png (videos: OUTDIR/PRESET/STEM.mp4)
   beside   OUTDIR/STEM.npz, STEM_IUV.png, STEM_INDS.png, STEM.json, STEM_PRESET.png
   viton    one render, OUTDIR/STEM.jpg, as VITON-HD / HR-VITON `image-densepose` folders hold
-  Video frames' arrays go to STEM/000000.npz, STEM/000001.npz, ... in place of STEM.npz.
+  Video frames' arrays go to STEM/000000.npz, STEM/000001.npz, ... in place of STEM.npz, one per
+  frame (a frame with nobody in it too), then STEM/video.json (frames, fps) once the video is done.
+  People are tracked through a video: `instance` in npz and INDS PNGs, and `track_id` in JSON, is
+  the person's track id, the same in every frame.
 """
 
 
@@ -90,6 +97,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="comma list of npz, iuv, json (default: npz when no --render is given)")
     parser.add_argument("--render", type=_names(tuple(PRESETS), "preset"), default=[], metavar="LIST",
                         help="comma list of render presets: " + ", ".join(PRESETS))
+    parser.add_argument("--temporal", choices=("off", *TEMPORAL_MODES),
+                        help="smooth videos in time: centred (files; 4 frames of latency) or causal (streams; none), or off "
+                             "(default: centred for videos rendered with " + ", ".join(ANIMATION_PRESETS) + ", else off, which "
+                             "keeps each frame as the model predicted it)")
     parser.add_argument("--batch-size", type=positive(int), default=1, help="images (or frames) per model call (default 1)")
     parser.add_argument("--recursive", action="store_true", help="include sub-folders, keeping them in the output tree")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
@@ -117,6 +128,7 @@ class Plan:
     idm_vton: bool
     video_encoder: VideoEncoder | None
     max_pixels: int
+    temporal: str  # "off" or a video.smoothing mode
 
     def array_paths(self, stem: PurePosixPath, output: str) -> list[Path]:
         base = self.output_dir if self.layout == "beside" else self.output_dir / output
@@ -130,6 +142,13 @@ class Plan:
         if self.layout == "beside":
             return self.output_dir / f"{stem}_{preset}{extension}"
         return self.output_dir / preset / f"{stem}{extension}"
+
+    def video_manifest_path(self, stem: PurePosixPath) -> Path | None:
+        """STEM/video.json beside a video's per-frame arrays (written last: the video is done);
+        None when no arrays are written."""
+        if not self.outputs:
+            return None
+        return self.array_paths(stem / "video", self.outputs[0])[0].with_name("video.json")
 
     def image_render_extension(self) -> str:
         return ".jpg" if self.layout == "viton" else ".png"
@@ -181,10 +200,10 @@ def _render(plan: Plan, preset: str, image: np.ndarray, result: DensePoseResult)
     return idm_vton_output(picture) if plan.idm_vton else picture
 
 
-def _write_arrays(plan: Plan, stem: PurePosixPath, result: DensePoseResult, image_id: int, file_name: str) -> None:
+def _write_arrays(plan: Plan, stem: PurePosixPath, result: DensePoseResult, image_id: int, file_name: str, always: bool = False) -> None:
     for output in plan.outputs:
         paths = plan.array_paths(stem, output)
-        if not plan.needs_writing(paths):
+        if not always and not plan.needs_writing(paths):
             continue
         if output == "npz":
             write_npz(paths[0], result)
@@ -265,40 +284,49 @@ class Job:
         self.progress.update(1)
 
     def _video(self, item: InputItem) -> None:
+        """All frames of a video, in order, with people tracked across them: a video is done as a
+        whole (its track ids depend on every earlier frame), so an unfinished one is redone."""
         plan = self.plan
         stem = item.output_stem
-        render_paths = {}
-        if plan.renders:
-            render_paths = {preset: plan.render_path(stem, preset, plan.video_encoder.extension) for preset in plan.renders}
-            render_paths = {preset: path for preset, path in render_paths.items() if plan.needs_writing([path])}
+        render_paths = {preset: plan.render_path(stem, preset, plan.video_encoder.extension) for preset in plan.renders}
+        manifest = plan.video_manifest_path(stem)
+        if not plan.overwrite and all(path.exists() for path in render_paths.values()) and (manifest is None or manifest.exists()):
+            self.skipped += 1
+            return
         info = probe_video(item.path)
+        tracker = Tracker()
+        smoother = TemporalSmoother(plan.temporal) if plan.temporal != "off" else None
+        written = 0
         with contextlib.ExitStack() as stack:
             writers = {preset: stack.enter_context(video_writer(path, info.fps, plan.video_encoder)) for preset, path in render_paths.items()}
             frame_bar = stack.enter_context(tqdm(total=info.frame_count or None, desc=item.path.name, unit="frame", leave=False, position=1))
-            batch: list[tuple[int, np.ndarray]] = []
-            predicted = 0
-            for index, frame in enumerate(read_frames(item.path)):
-                frame = idm_vton_input(frame) if plan.idm_vton else frame
-                frame_stem = stem / f"{index:06d}"
-                needs_arrays = any(plan.needs_writing(plan.array_paths(frame_stem, output)) for output in plan.outputs)
-                if writers or needs_arrays:
-                    batch.append((index, frame))
-                    predicted += 1
-                if len(batch) == self.batch_size:
-                    self._frame_batch(item, batch, writers)
-                    batch = []
-                frame_bar.update(1)
-            if batch:
-                self._frame_batch(item, batch, writers)
-        if not predicted:
-            self.skipped += 1
 
-    def _frame_batch(self, item: InputItem, batch: list[tuple[int, np.ndarray]], writers: dict[str, Callable[[np.ndarray], None]]) -> None:
-        results = self.predictor.batch([frame for _, frame in batch])
-        for (index, frame), result in zip(batch, results):
-            _write_arrays(self.plan, item.output_stem / f"{index:06d}", result, index, str(item.relative))
-            for preset, write in writers.items():
-                write(_render(self.plan, preset, frame, result))
+            def write(ready: list[tuple[np.ndarray, DensePoseResult]]) -> None:
+                nonlocal written
+                for frame, result in ready:
+                    _write_arrays(plan, stem / f"{written:06d}", result, written, str(item.relative), always=True)
+                    for preset, write_frame in writers.items():
+                        write_frame(_render(plan, preset, frame, result))
+                    written += 1
+                    frame_bar.update(1)
+
+            batch: list[np.ndarray] = []
+            for frame in read_frames(item.path):
+                batch.append(idm_vton_input(frame) if plan.idm_vton else frame)
+                if len(batch) == self.batch_size:
+                    write(self._track(batch, tracker, smoother))
+                    batch = []
+            write(self._track(batch, tracker, smoother) + (smoother.flush() if smoother else []))
+        if manifest is not None:
+            with atomic_write(manifest, "w") as handle:
+                json.dump({"source": str(item.relative), "frames": written, "fps": info.fps, "temporal": plan.temporal}, handle)
+
+    def _track(self, frames: list[np.ndarray], tracker: Tracker, smoother: TemporalSmoother | None) -> list[tuple[np.ndarray, DensePoseResult]]:
+        """The frames' results with people tracked (and smoothed: those that are ready), in order."""
+        tracked = [(frame, tracker.update(frame, result)) for frame, result in zip(frames, self.predictor.batch(frames) if frames else [])]
+        if smoother is None:
+            return tracked
+        return [pair for frame, result in tracked for pair in smoother.push(frame, result)]
 
 
 def _check_combination(args: argparse.Namespace, outputs: list[str]) -> None:
@@ -319,11 +347,18 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def _temporal(args: argparse.Namespace) -> str:
+    """--temporal, or its default: centred when a video render is for animation, else off."""
+    if args.temporal is not None:
+        return args.temporal
+    return "centred" if any(preset in ANIMATION_PRESETS for preset in args.render) else "off"
+
+
 def _content_settings(args: argparse.Namespace) -> dict[str, object]:
     """The options that decide what an output file contains (not which files are written)."""
     atlas = Path(args.texture_atlas).resolve() if args.texture_atlas else None
     return {"model": args.model or DEFAULT_MODEL_NAME, "config": args.config, "precision": args.precision, "min_score": args.min_score,
-            "top_person": args.top_person, "idm_vton": args.idm_vton,
+            "top_person": args.top_person, "idm_vton": args.idm_vton, "temporal": _temporal(args),
             "texture_atlas": f"{atlas} ({atlas.stat().st_size} bytes)" if atlas and atlas.is_file() else None}
 
 
@@ -347,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
             playable = "plays in current browsers" if encoder.browser_playable else "most browsers will not play it"
             print(f"densepose: no H.264 encoder here (pip install imageio-ffmpeg adds one); videos are written with "
                   f"{encoder.name} as {encoder.extension} ({playable})", file=sys.stderr)
-    plan = Plan(output_dir, tuple(outputs), renders, args.layout, args.overwrite, args.idm_vton, encoder, args.max_pixels)
+    plan = Plan(output_dir, tuple(outputs), renders, args.layout, args.overwrite, args.idm_vton, encoder, args.max_pixels, _temporal(args))
     prepare_output_folder(output_dir, [*outputs, *renders] if args.layout == "folders" else [])
     check_run_record(output_dir, _content_settings(args), args.overwrite)
     predictor = LazyPredictor(ModelChoice.from_args(args), args.device, args.precision, args.min_score, args.top_person)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import DensePoseError
+from .arguments import positive
 
 EXAMPLES = """\
 examples:
@@ -13,8 +14,12 @@ examples:
   densepose synth --count 5000 --out data/synth --seed 0 --size 512   # resumes and extends the run above
   densepose synth --count 200 --out data/synth-val --seed 1 --backgrounds ~/photos/places --workers 2
 
+  densepose synth --video --count 20 --frames 50 --out clips --seed 7   # 20 clips of 2 s at 25 fps
+
 output: OUT/annotations.json (DensePose-COCO), OUT/images/NNNNNN.jpg, OUT/dense/NNNNNN.npz
 (dense I, U, V, instance; densepose_torch.synthetic.read_dense reads it).
+With --video: OUT/clip_NNNN.mp4 per clip and OUT/clip_NNNN/ with the layout above for its frames
+(instance_id in the annotations, and the instance map, number each person the same in every frame).
 """
 
 
@@ -41,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--count", type=_at_least(1), required=True, metavar="N", help="number of images")
+    parser.add_argument("--count", type=_at_least(1), required=True, metavar="N", help="number of images (of clips with --video)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--seed", type=_at_least(0), default=0, help="random seed (default 0)")
     parser.add_argument("--size", type=_at_least(32), default=512, metavar="PX", help="image side in pixels (default 512)")
@@ -51,17 +56,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="DensePose points per annotated person (default 100, as DensePose-COCO)")
     parser.add_argument("--workers", type=_at_least(1), default=min(2, os.cpu_count() or 1), metavar="N",
                         help="rendering processes (default: 2, or 1 on a single-core machine)")
+    parser.add_argument("--video", action="store_true",
+                        help="render clips of 1 to 3 people walking, turning and changing pose before a panning, "
+                             "zooming camera, with dense truth in every frame")
+    parser.add_argument("--frames", type=_at_least(2), default=50, metavar="N", help="frames per clip (--video; default 50)")
+    parser.add_argument("--fps", type=positive(float), default=25.0, help="frame rate of the clips (--video; default 25)")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete a previous dataset in DIR first (otherwise a run with the same settings resumes it)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..synthetic.dataset import SynthJob, write_dataset
+    from ..synthetic.dataset import SynthJob, write_clips, write_dataset
 
     if args.backgrounds is not None and not args.backgrounds.is_dir():
         raise DensePoseError(f"--backgrounds: no such folder: {args.backgrounds}")
-    job = SynthJob(out=args.out, seed=args.seed, size=args.size, backgrounds=args.backgrounds, num_points=args.points)
+    job = SynthJob(out=args.out, seed=args.seed, size=args.size, backgrounds=args.backgrounds, num_points=args.points, fps=args.fps)
+    if args.video:
+        summary = write_clips(job, args.count, args.frames, overwrite=args.overwrite, workers=args.workers)
+        print(f"{summary['clips']} clips of {args.frames} frames ({summary['rendered']} frames rendered now), "
+              f"{summary['person_frames']} people in all frames -> {summary['path']}")
+        return 0
     summary = write_dataset(job, args.count, overwrite=args.overwrite, workers=args.workers)
     print(f"{summary['images']} images ({summary['rendered']} rendered now), {summary['persons']} people, "
           f"{summary['persons_with_points']} with DensePose points -> {summary['path']}")

@@ -100,6 +100,8 @@ def result_to_records(result: DensePoseResult, image_id: Any, file_name: str | N
         }
         if result.keypoints is not None:
             record["keypoints"] = [float(value) for value in result.keypoints[index].reshape(-1)]
+        if result.track_ids is not None:
+            record["track_id"] = int(result.track_ids[index])
         if file_name is not None:
             record["file_name"] = str(file_name)
         records.append(record)

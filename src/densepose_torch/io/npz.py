@@ -7,7 +7,8 @@ Arrays in the file:
 |---|---|---|
 | `I` | (H, W) uint8 | body part 1..24 of each pixel of the image, 0 = background |
 | `U`, `V` | (H, W) float32 | chart coordinates of that part, 0 at background |
-| `instance` | (H, W) uint16 | which detection owns the pixel: k = row k-1 of `boxes`, 0 = background |
+| `instance` | (H, W) uint16 | which detection owns the pixel: k = row k-1 of `boxes` (in a video: k = its track id), 0 = background |
+| `track_ids` | (N,) int64 | only for video frames: each detection's track id, the same person's in every frame |
 | `boxes` | (N, 4) float32 | detections, XYXY in image pixels, descending score |
 | `scores` | (N,) float32 | detection scores |
 | `sigma_2`, `kappa_u`, `kappa_v`, `fine_segm_confidence`, `coarse_segm_confidence` | (H, W) float32 | only for models that predict them: the owning detection's confidence, 0 at background |
@@ -47,14 +48,17 @@ def result_arrays(result: DensePoseResult) -> dict[str, np.ndarray]:
         "scores": result.scores.astype(np.float32).reshape(-1),
         "chart_xy": np.array([[chart.x, chart.y] for chart in result.charts], np.int32).reshape(-1, 2),
     }
+    if result.track_ids is not None:
+        arrays["track_ids"] = result.instance_ids()
     height, width = result.image_size
-    owner = maps.instance.astype(np.int64) - 1
+    owner = maps.instance.astype(np.int64)
+    ids = result.instance_ids()
     for name in CONFIDENCE_FIELDS:
         if not result.charts or any(getattr(chart, name) is None for chart in result.charts):
             continue
         full = np.zeros((height, width), np.float32)
         for index, chart in enumerate(result.charts):
-            _paste_owned(full, getattr(chart, name), chart, owner == index)
+            _paste_owned(full, getattr(chart, name), chart, owner == ids[index])
         arrays[name] = full
     for index, chart in enumerate(result.charts):
         arrays[f"chart{index}_labels"] = chart.labels.astype(np.uint8)
@@ -113,5 +117,6 @@ def _result_from_arrays(arrays: dict[str, np.ndarray]) -> DensePoseResult:
         charts.append(ChartResult(x=int(x), y=int(y), labels=arrays[f"chart{index}_labels"], uv=arrays[f"chart{index}_uv"], **optional))
     height, width = arrays["I"].shape
     return DensePoseResult(
-        image_size=(int(height), int(width)), boxes=arrays["boxes"], scores=arrays["scores"], charts=charts, keypoints=arrays.get("keypoints")
+        image_size=(int(height), int(width)), boxes=arrays["boxes"], scores=arrays["scores"], charts=charts,
+        keypoints=arrays.get("keypoints"), track_ids=arrays.get("track_ids"),
     )

@@ -30,9 +30,12 @@ PRESETS: dict[str, Render] = {
     "bbox": bbox,
     "texture": dp_iuv_texture,
 }
+# Presets made for animation pipelines (driving videos): videos rendered with them are smoothed in
+# time by default (`densepose predict --temporal`).
+ANIMATION_PRESETS: tuple[str, ...] = ("magicanimate",)
 
 __all__ = [
-    "PRESETS", "Render", "viton", "magicanimate", "controlnet", "dp_segm", "dp_u", "dp_v", "dp_contour",
+    "ANIMATION_PRESETS", "PRESETS", "Render", "viton", "magicanimate", "controlnet", "dp_segm", "dp_u", "dp_v", "dp_contour",
     "bbox", "dp_iuv_texture", "idm_vton_input", "idm_vton_output", "default_texture_atlas",
     "load_texture_atlas",
 ]

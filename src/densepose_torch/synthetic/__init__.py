@@ -7,7 +7,8 @@
 
 Modules: body (mesh, skeleton, shapes, skinning), parts (DensePose part ids, flip symmetry),
 poses (joint limits, pose families), raster (z-buffer rasterizer), appearance (skin, clothes,
-light, backgrounds), scene (one random scene), coco (annotations), dataset (writing a dataset),
+light, backgrounds), scene (one random scene), clips (video clips with truth in every frame),
+coco (annotations), dataset (writing a dataset or clips),
 surface (the body as a GPS surface for evaluation), contact_sheet (the docs picture).
 """
 from .body import BodyModel, load_body

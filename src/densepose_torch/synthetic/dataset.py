@@ -6,7 +6,9 @@
     OUT/synth_config.json       the settings, checked when a run is resumed
 
 Image i is rendered from the seed sequence (seed, i), so a run can be resumed, extended (a larger
---count) or split over processes and still give the same bytes. Every file is written
+--count) or split over processes and still give the same bytes. A clip (`write_clips`, `densepose
+synth --video`) is a folder of this layout whose images are its frames (rendered by
+synthetic.clips from the seed sequence (seed, clip)), plus the clip as a video file beside it. Every file is written
 atomically; an image counts as done once its dense file exists (written last), and the JSON is
 assembled from the per-image records at the end.
 """
@@ -19,16 +21,19 @@ import os
 import queue as queue_module
 import signal
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..errors import DensePoseError
 from ..io.atomic import atomic_path, atomic_write
-from ..io.images import write_picture
+from ..io.images import read_image, write_picture
+from ..io.video import choose_encoder, video_writer
 from ..results import DenseMaps
 from .body import BODY_CHARTS_PATH
+from .clips import ClipConfig, ClipRenderer
 from .coco import PERSON_CATEGORY, annotate_scene
 from .scene import Scene, SceneGenerator, list_backgrounds
 
@@ -44,6 +49,16 @@ class SynthJob:
     size: int
     backgrounds: Path | None = None
     num_points: int = 100
+    clip: int | None = None  # the images are the frames of clip number `clip` of the seed
+    fps: float = 25.0  # of a clip
+
+
+def scene_source(job: SynthJob) -> Callable[[int], Scene]:
+    """Image index -> rendered scene, for a still dataset or a clip."""
+    generator = SceneGenerator(job.size, backgrounds=job.backgrounds)
+    if job.clip is None:
+        return lambda index: generator.render((job.seed, index))
+    return ClipRenderer(generator, (job.seed, job.clip), ClipConfig(fps=job.fps)).frame
 
 
 def image_stem(index: int) -> str:
@@ -91,9 +106,12 @@ def write_dataset(job: SynthJob, count: int, overwrite: bool = False, workers: i
             records = json.loads(str(data["annotations"]))
         for record in records:
             annotations.append({"id": len(annotations) + 1, "image_id": index + 1, **record})
+    info = {"description": SYNTHETIC_DESCRIPTION, "version": str(FORMAT_VERSION),
+            "seed": job.seed, "size": job.size, "image_root": "images", "dense_root": "dense"}
+    if job.clip is not None:
+        info.update(clip=job.clip, fps=job.fps)  # the images are frames; instance_id is the person's track
     coco = {
-        "info": {"description": SYNTHETIC_DESCRIPTION, "version": str(FORMAT_VERSION),
-                 "seed": job.seed, "size": job.size, "image_root": "images", "dense_root": "dense"},
+        "info": info,
         "images": images,
         "annotations": annotations,
         "categories": [PERSON_CATEGORY],
@@ -110,6 +128,40 @@ def write_dataset(job: SynthJob, count: int, overwrite: bool = False, workers: i
     }
 
 
+def clip_stem(clip: int) -> str:
+    return f"clip_{clip:04d}"
+
+
+def write_clips(job: SynthJob, count: int, frames: int, overwrite: bool = False, workers: int = 1,
+                progress: bool = True) -> dict:
+    """Clips 0..count-1 of `job` with `frames` frames each: OUT/clip_NNNN/ holds a dataset of the
+    clip's frames (write_dataset's layout; instance_id = the person's track in every frame) and
+    OUT/clip_NNNN.mp4 (or .webm, whatever encoder is installed) the frames as a video at job.fps.
+    Finished clips are skipped, so a killed run resumes. Returns a summary dict."""
+    from tqdm import tqdm
+
+    if count < 1:
+        raise DensePoseError(f"--count must be at least 1, got {count}")
+    if frames < 2:
+        raise DensePoseError(f"--frames must be at least 2, got {frames}")
+    encoder = choose_encoder()
+    persons = rendered = 0
+    videos = []
+    for clip in tqdm(range(count), unit="clip", desc="synth --video", disable=not progress):
+        folder = Path(job.out) / clip_stem(clip)
+        summary = write_dataset(replace(job, out=folder, clip=clip), frames, overwrite, workers, progress=False)
+        persons += summary["persons"]
+        rendered += summary["rendered"]
+        video = folder.with_suffix(encoder.extension)
+        if overwrite or summary["rendered"] or not video.is_file():
+            with video_writer(video, job.fps, encoder) as write:
+                for index in range(frames):
+                    write(read_image(folder / "images" / f"{image_stem(index)}.jpg"))
+        videos.append(video)
+    return {"clips": count, "frames": count * frames, "rendered": rendered, "person_frames": persons, "videos": videos,
+            "path": Path(job.out)}
+
+
 def remove_dataset(out: Path) -> None:
     """Delete what a previous `write_dataset` put in `out` (and nothing else)."""
     for sub, suffix in (("images", ".jpg"), ("dense", ".npz")):
@@ -124,10 +176,10 @@ def remove_dataset(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def render_to_disk(generator: SceneGenerator, job: SynthJob, index: int) -> None:
+def render_to_disk(source: Callable[[int], Scene], job: SynthJob, index: int) -> None:
     """Render image `index` and write its image and dense file (dense last, both atomic)."""
     stem = image_stem(index)
-    scene = generator.render((job.seed, index))
+    scene = source(index)
     u16 = np.round(scene.U * UV_SCALE).astype(np.uint16)
     v16 = np.round(scene.V * UV_SCALE).astype(np.uint16)
     # The points are read from the stored (quantised) maps so that both agree exactly.
@@ -185,7 +237,7 @@ def _config(job: SynthJob) -> dict:
     if job.backgrounds is not None:
         root = Path(job.backgrounds)
         backgrounds = [str(p.relative_to(root)) for p in list_backgrounds(root)]
-    return {
+    config = {
         "format_version": FORMAT_VERSION,
         "seed": job.seed,
         "size": job.size,
@@ -193,6 +245,9 @@ def _config(job: SynthJob) -> dict:
         "backgrounds": backgrounds,
         "body_charts_sha256": hashlib.sha256(BODY_CHARTS_PATH.read_bytes()).hexdigest(),
     }
+    if job.clip is not None:
+        config.update(clip=job.clip, fps=job.fps)
+    return config
 
 
 def _finished(out: Path, index: int) -> bool:
@@ -206,9 +261,9 @@ def _render_all(job: SynthJob, todo: list[int], workers: int, progress: bool) ->
     bar = tqdm(total=len(todo), unit="img", desc="synth", disable=not progress or not todo)
     try:
         if workers <= 1 or len(todo) < 2:
-            generator = SceneGenerator(job.size, backgrounds=job.backgrounds)
+            source = scene_source(job)
             for index in todo:
-                render_to_disk(generator, job, index)
+                render_to_disk(source, job, index)
                 bar.update(1)
             return
         methods = multiprocessing.get_all_start_methods()
@@ -244,10 +299,10 @@ def _worker(job: SynthJob, indices: list[int], done) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     current = "setup"
     try:
-        generator = SceneGenerator(job.size, backgrounds=job.backgrounds)
+        source = scene_source(job)
         for index in indices:
             current = image_stem(index)
-            render_to_disk(generator, job, index)
+            render_to_disk(source, job, index)
             done.put(("done", index))
     except Exception as error:  # reported to the parent, which stops the run
         done.put(("error", f"synth worker failed at {current}: {error}"))

@@ -51,7 +51,9 @@ class SceneConfig:
 @dataclass(frozen=True)
 class Scene:
     """One rendered image with its dense ground truth. Person k (1-based) owns the pixels where
-    instance == k; people that ended up with no visible pixel are not listed."""
+    instance == k; in a still scene people that ended up with no visible pixel are not listed, in
+    a frame of a clip (synthetic.clips) every person of the clip is, so that k is the same person
+    in every frame."""
 
     image: np.ndarray  # (H, W, 3) uint8 RGB
     I: np.ndarray  # noqa: E741  (H, W) uint8 DensePose part, 0 = background
@@ -79,6 +81,24 @@ class _Person:
     radius: float  # footprint radius: people keep their footprints apart
 
 
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera of square images: focal length in pixels, position in world metres,
+    world-to-camera rotation (rows: the camera's x right, y down, z ahead in world axes)."""
+
+    focal: float
+    position: np.ndarray  # (3,)
+    rotation: np.ndarray  # (3, 3)
+    pitch: float  # radians, negative looks down
+
+    def to_camera(self, world: np.ndarray) -> np.ndarray:
+        return (world - self.position) @ self.rotation.T
+
+    def project(self, camera_points: np.ndarray, size: int) -> np.ndarray:
+        """(N, 2) image positions (pixel-edge units) of (N, 3) camera-space points."""
+        return self.focal * camera_points[:, :2] / camera_points[:, 2:3] + size / 2.0
+
+
 class SceneGenerator:
     """Renders random scenes; `backgrounds` is an optional folder (or list) of images used as
     backgrounds for most scenes instead of procedural ones."""
@@ -95,32 +115,42 @@ class SceneGenerator:
 
     def render(self, seed: int | Sequence[int]) -> Scene:
         rng = np.random.default_rng(np.random.SeedSequence(seed))
-        cfg = self.config
-        size = cfg.size
-        body = self.body
-        n_vertices = body.n_vertices
-
-        fov = np.radians(rng.uniform(*cfg.fov_degrees))
-        focal = 0.5 * size / np.tan(0.5 * fov)
-        pitch = np.radians(rng.uniform(*cfg.camera_pitch_degrees))
-        roll = np.radians(rng.normal(0.0, 2.0))
-        camera = np.array([0.0, 0.0, rng.uniform(*cfg.camera_height)])
-        world_to_camera = _camera_rotation(pitch, roll)
-
+        size = self.config.size
+        camera = self.random_camera(rng)
         wanted = int(rng.choice(len(PERSON_COUNT_PROBABILITIES), p=PERSON_COUNT_PROBABILITIES)) + 1
         people: list[_Person] = []
         for _ in range(wanted):
             for _attempt in range(12):
-                person = self._place_person(rng, focal, camera, world_to_camera, people)
+                person = self._place_person(rng, camera, people)
                 if person is not None:
                     people.append(person)
                     break
 
-        background = random_background(rng, size, size, size / 2 + focal * np.tan(pitch), self.backgrounds)
+        background = random_background(rng, size, size, size / 2 + camera.focal * np.tan(camera.pitch), self.backgrounds)
         light = random_lighting(rng)
         if not people:
             return _empty_scene(_finish(rng, background))
+        return self.draw(camera, people, background, light, rng)
 
+    def random_camera(self, rng: np.random.Generator) -> Camera:
+        """A camera of random field of view, pitch, roll and height, at the world origin."""
+        cfg = self.config
+        fov = np.radians(rng.uniform(*cfg.fov_degrees))
+        focal = 0.5 * cfg.size / np.tan(0.5 * fov)
+        pitch = np.radians(rng.uniform(*cfg.camera_pitch_degrees))
+        roll = np.radians(rng.normal(0.0, 2.0))
+        position = np.array([0.0, 0.0, rng.uniform(*cfg.camera_height)])
+        return Camera(float(focal), position, _camera_rotation(pitch, roll), float(pitch))
+
+    def draw(self, camera: Camera, people: list[_Person], background: np.ndarray, light, rng: np.random.Generator,
+             look: tuple[float, float, float, float] | None = None, keep_everyone: bool = False) -> Scene:
+        """Rasterise and shade `people` over `background` (float 0..1) with their ground truth.
+        `rng` draws the surface grain and the sensor noise (and the camera look, unless `look`
+        fixes it); `keep_everyone` lists every person, visible or not (clip frames)."""
+        size = self.config.size
+        focal = camera.focal
+        body = self.body
+        n_vertices = body.n_vertices
         cam_vertices = np.concatenate([p.vertices for p in people])
         screen = np.concatenate([
             focal * cam_vertices[:, :2] / cam_vertices[:, 2:3] + size / 2.0, cam_vertices[:, 2:3]], axis=1)
@@ -168,19 +198,22 @@ class SceneGenerator:
                     shininess[sel] = mat.shininess
         image = background.copy()
         image[hit] = shade(albedo, normal, view, shininess, light)
-        image = _finish(rng, image)
+        image = _finish(rng, image, look)
 
-        # People with no visible pixel are dropped; the others are numbered 1.. in order.
+        # People with no visible pixel are dropped (unless keep_everyone); the others are numbered 1.. in order.
         visible = np.bincount(person_of_pixel, minlength=len(people)) > 0
+        if keep_everyone:
+            visible[:] = True
         renumber = np.cumsum(visible).astype(np.uint16) * visible
         instance = np.zeros((size, size), dtype=np.uint16)
         instance[hit] = renumber[person_of_pixel]
         keypoints = np.zeros((int(visible.sum()), 17, 3), dtype=np.float32)
+        tolerance = self.config.keypoint_occlusion_tolerance
         for k, person in enumerate(p for p, keep in zip(people, visible) if keep):
-            keypoints[k] = _keypoints(person.keypoints, focal, size, frags.depth, cfg.keypoint_occlusion_tolerance)
+            keypoints[k] = _keypoints(person.keypoints, focal, size, frags.depth, tolerance)
         return Scene(image, parts, u_map, v_map, instance, frags.depth, keypoints)
 
-    def _place_person(self, rng, focal, camera, world_to_camera, others: list[_Person]) -> _Person | None:
+    def _place_person(self, rng, camera: Camera, others: list[_Person]) -> _Person | None:
         cfg, body = self.config, self.body
         shape = body.random_shape(rng)
         angles = sample_pose(rng, body.joint_names)
@@ -190,9 +223,9 @@ class SceneGenerator:
         rest_height = float(np.ptp(shape[: body.n_vertices, 2]))
         lo, hi = np.log(cfg.person_height_fraction)
         apparent = np.exp(rng.uniform(lo, hi)) * cfg.size
-        distance = max(1.2, focal * rest_height / apparent)
+        distance = max(1.2, camera.focal * rest_height / apparent)
         column = rng.uniform(-0.15, 1.15) * cfg.size
-        lateral = (column - cfg.size / 2) * distance / focal
+        lateral = (column - cfg.size / 2) * distance / camera.focal
         footprint = vertices[:, :2].mean(axis=0)
         radius = float(np.max(np.linalg.norm(vertices[:, :2] - footprint, axis=1)))
         offset = np.array([lateral, distance, 0.0]) - np.array([footprint[0], footprint[1], vertices[:, 2].min()])
@@ -201,21 +234,27 @@ class SceneGenerator:
             if np.linalg.norm(other.centre - centre) < radius + other.radius:
                 return None
         world = vertices + offset
-        cam = (world - camera) @ world_to_camera.T
+        cam = camera.to_camera(world)
         if cam[:, 2].min() < 0.3:
             return None
         # At least 30% of the person's projected box must fall inside the image.
-        xy = focal * cam[:, :2] / cam[:, 2:3] + cfg.size / 2.0
+        xy = camera.project(cam, cfg.size)
         lo_xy, hi_xy = xy.min(axis=0), xy.max(axis=0)
         inside = np.clip(hi_xy, 0, cfg.size) - np.clip(lo_xy, 0, cfg.size)
         if inside.prod() < 0.3 * (hi_xy - lo_xy).prod():
             return None
+        return self.person_in_view(shape, world, camera, random_outfit(rng), centre, radius)
+
+    def person_in_view(self, shape: np.ndarray, world: np.ndarray, camera: Camera, outfit: Outfit,
+                       centre: np.ndarray, radius: float) -> _Person:
+        """A posed person (world vertices of the rest `shape`) as `camera` sees it."""
+        body = self.body
         return _Person(
-            vertices=cam.astype(np.float64),
-            normals=body.vertex_normals(world) @ world_to_camera.T,
+            vertices=camera.to_camera(world).astype(np.float64),
+            normals=body.vertex_normals(world) @ camera.rotation.T,
             rest=shape[: body.n_vertices],
-            keypoints=(body.keypoints(world) - camera) @ world_to_camera.T,
-            outfit=random_outfit(rng),
+            keypoints=camera.to_camera(body.keypoints(world)),
+            outfit=outfit,
             centre=centre,
             radius=radius,
         )
@@ -279,12 +318,20 @@ def _keypoints(points_camera: np.ndarray, focal: float, size: int, depth: np.nda
     return out
 
 
-def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Camera look: exposure/gamma jitter, slight blur, sensor noise, 8-bit."""
-    image = np.clip(image, 0.0, 1.0) ** rng.uniform(0.85, 1.15) * rng.uniform(0.85, 1.1)
-    sigma = rng.uniform(0.3, 0.9)
+def random_look(rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """A camera look (gamma, gain, blur sigma, noise level), drawn as a still scene draws it."""
+    gamma, gain, sigma = rng.uniform(0.85, 1.15), rng.uniform(0.85, 1.1), rng.uniform(0.3, 0.9)
+    return float(gamma), float(gain), float(sigma), float(rng.uniform(0.003, 0.02))
+
+
+def _finish(rng: np.random.Generator, image: np.ndarray, look: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """Camera look: exposure/gamma jitter, slight blur, sensor noise, 8-bit. Without `look`, its
+    values are drawn from `rng` (between the pixels' noise and its level, as they always were)."""
+    gamma, gain, sigma = look[:3] if look else (rng.uniform(0.85, 1.15), rng.uniform(0.85, 1.1), rng.uniform(0.3, 0.9))
+    image = np.clip(image, 0.0, 1.0) ** gamma * gain
     image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma)
-    image = image + rng.standard_normal(size=image.shape, dtype=np.float32) * np.float32(rng.uniform(0.003, 0.02))
+    noise = rng.standard_normal(size=image.shape, dtype=np.float32)
+    image = image + noise * np.float32(look[3] if look else rng.uniform(0.003, 0.02))
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
