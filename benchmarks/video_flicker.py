@@ -1,7 +1,7 @@
 """Per-frame accuracy and temporal stability of DensePose on synthetic clips with dense truth.
 
     densepose synth --video --count 20 --frames 50 --seed 424242 --out heldout_clips
-    python benchmarks/video_flicker.py heldout_clips --model default
+    python benchmarks/video_flicker.py heldout_clips --model default --picture docs/images/video_flicker.png --picture-clip 6
 
 For every clip (OUT/clip_NNNN/: frames, dense truth, annotations) the model runs on each frame in
 order, people tracked (densepose_torch.video.Tracker), and the run reports, pooled over clips:
@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -31,7 +32,7 @@ from densepose_torch.evaluation import evaluate
 from densepose_torch.evaluation.surface_names import resolve_surface
 from densepose_torch.evaluation.temporal import FlickerCounts, corresponding_pixels, identity_switches, track_of_people
 from densepose_torch.io.coco_results import result_to_records
-from densepose_torch.io.images import read_image
+from densepose_torch.io.images import read_image, write_picture
 from densepose_torch.synthetic.dataset import read_dense
 from densepose_torch.training.evaluation import part_confusion, part_miou
 from densepose_torch.results import DensePoseResult
@@ -95,12 +96,46 @@ def smoothed(frames: list[np.ndarray], results: list[DensePoseResult], mode: str
     return out, time.perf_counter() - started
 
 
+def strip(frames: list[np.ndarray], truths: list, variants: dict[str, list[DensePoseResult]], count: int = 8) -> np.ndarray:
+    """Rows: the frames, the true parts, then each variant's parts (part colours as the segm preset),
+    over `count` consecutive frames from the middle of the clip, each labelled on its left."""
+    start = max(0, len(frames) // 2 - count // 2)
+    chosen = range(start, min(len(frames), start + count))
+    # Cropped to the people: the box around every true body pixel of the chosen frames, plus a margin.
+    rows_, cols_ = np.nonzero(np.any([truths[i].I > 0 for i in chosen], axis=0))
+    if rows_.size:
+        margin = 8
+        window = (slice(max(rows_.min() - margin, 0), rows_.max() + margin + 1), slice(max(cols_.min() - margin, 0), cols_.max() + margin + 1))
+    else:
+        window = (slice(None), slice(None))
+    rows = [("frames", [frames[i][window] for i in chosen]), ("truth", [part_colours(truths[i].I)[window] for i in chosen])]
+    rows += [(f"--temporal {name}", [part_colours(results[i].to_dense().I)[window] for i in chosen]) for name, results in variants.items()]
+    height = rows[0][1][0].shape[0]
+    lines = []
+    for name, pictures in rows:
+        label = np.full((height, 170, 3), 255, np.uint8)
+        cv2.putText(label, name, (6, height // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        lines.append(np.concatenate([label, *pictures], axis=1))
+    picture = np.concatenate(lines, axis=0)
+    scale = min(1.0, 1600 / picture.shape[1])
+    return cv2.resize(picture, (round(picture.shape[1] * scale), round(picture.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+
+
+def part_colours(parts: np.ndarray) -> np.ndarray:
+    """Parts 1..24 in the colours of OpenCV's JET map, background black."""
+    coloured = cv2.applyColorMap((parts.astype(np.uint16) * 10).clip(0, 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+    return np.where(parts[..., None] > 0, coloured, 0).astype(np.uint8)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("clips", type=Path, help="a folder written by `densepose synth --video`")
     parser.add_argument("--model", default="default", help="zoo name, checkpoint or exported file (default: the embedded model)")
     parser.add_argument("--min-score", type=float, default=0.8, help="people are detections above this (default 0.8, as predict)")
     parser.add_argument("--clips-limit", type=int, help="only the first N clips")
+    parser.add_argument("--picture", type=Path, help="also write a PNG: 8 consecutive frames of one clip, "
+                                                     "its true parts and each mode's predicted parts")
+    parser.add_argument("--picture-clip", type=int, default=0, help="the clip --picture shows (default 0)")
     args = parser.parse_args()
     folders = sorted(p for p in args.clips.glob("clip_*") if p.is_dir())[: args.clips_limit]
     if not folders:
@@ -130,10 +165,14 @@ def main() -> int:
                                 "image_id": clip_index * 100_000 + annotation["image_id"]})
         apart = not people_overlap(truths)
         apart_clips += apart
+        shown = {}
         for variant in VARIANTS:
             variant_results, variant_seconds = smoothed(frames_rgb, results, variant)
             figures[variant].add_clip(variant_results, truths, image_ids, apart)
             figures[variant].seconds += variant_seconds
+            shown[variant] = variant_results
+        if args.picture and clip_index == args.picture_clip:
+            write_picture(args.picture, strip(frames_rgb, truths, shown))
     first = json.loads((folders[0] / "annotations.json").read_text())
     ground_truth = {**first, "images": images, "annotations": annotations}
     surface = resolve_surface("synthetic")

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.video:
         summary = write_clips(job, args.count, args.frames, overwrite=args.overwrite, workers=args.workers)
         print(f"{summary['clips']} clips of {args.frames} frames ({summary['rendered']} frames rendered now), "
-              f"{summary['person_frames']} people in all frames -> {summary['path']}")
+              f"{summary['person_frames']} annotated people summed over the frames -> {summary['path']}")
         return 0
     summary = write_dataset(job, args.count, overwrite=args.overwrite, workers=args.workers)
     print(f"{summary['images']} images ({summary['rendered']} rendered now), {summary['persons']} people, "

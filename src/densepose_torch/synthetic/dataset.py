@@ -6,11 +6,11 @@
     OUT/synth_config.json       the settings, checked when a run is resumed
 
 Image i is rendered from the seed sequence (seed, i), so a run can be resumed, extended (a larger
---count) or split over processes and still give the same bytes. A clip (`write_clips`, `densepose
-synth --video`) is a folder of this layout whose images are its frames (rendered by
-synthetic.clips from the seed sequence (seed, clip)), plus the clip as a video file beside it. Every file is written
+--count) or split over processes and still give the same bytes. Every file is written
 atomically; an image counts as done once its dense file exists (written last), and the JSON is
-assembled from the per-image records at the end.
+assembled from the per-image records at the end. A clip (`write_clips`, `densepose synth
+--video`) is a folder of this layout whose images are its frames (synthetic.clips renders them
+from the seed sequence (seed, clip)), with the clip as a video file beside the folder.
 """
 from __future__ import annotations
 
