@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import DensePoseError
+from ..io.video import DEFAULT_FPS
 from .arguments import positive
 
 EXAMPLES = """\
@@ -60,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="render clips of 1 to 3 people walking, turning and changing pose before a panning, "
                              "zooming camera, with dense truth in every frame")
     parser.add_argument("--frames", type=_at_least(2), default=50, metavar="N", help="frames per clip (--video; default 50)")
-    parser.add_argument("--fps", type=positive(float), default=25.0, help="frame rate of the clips (--video; default 25)")
+    parser.add_argument("--fps", type=positive(float), default=DEFAULT_FPS, help=f"frame rate of the clips (--video; default {DEFAULT_FPS:g})")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete a previous dataset in DIR first (otherwise a run with the same settings resumes it)")
     parser.set_defaults(handler=run)

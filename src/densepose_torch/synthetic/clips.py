@@ -25,9 +25,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..io.video import DEFAULT_FPS
 from .appearance import Outfit, random_background, random_lighting, random_outfit
 from .poses import POSE_FAMILIES, sample_pose
-from .scene import Camera, Scene, SceneGenerator, _empty_scene, _finish, _Person, _rotation_xyz, random_look
+from .scene import Camera, Scene, SceneGenerator, _empty_scene, _finish, _Person, _rotation_xyz, floor_spot, random_look
 
 # Probabilities of 1, 2 and 3 people in a clip.
 CLIP_PERSON_COUNT_PROBABILITIES = (0.45, 0.35, 0.2)
@@ -36,7 +37,7 @@ WALKING_FAMILIES = {"walk": (0.5, 1.3), "run": (1.5, 2.5)}  # speed range, metre
 
 @dataclass(frozen=True)
 class ClipConfig:
-    fps: float = 25.0
+    fps: float = DEFAULT_FPS
     key_seconds: float = 1.0  # between pose keyframes of people who do not walk
     pan_degrees_per_second: float = 4.0  # standard deviation of the camera's pan rate
     max_pan_degrees: float = 10.0
@@ -100,11 +101,7 @@ class ClipRenderer:
         speed = float(rng.uniform(*WALKING_FAMILIES[family])) if walker else 0.0
         yaw_rate = rng.normal(0.0, np.radians(20.0)) if walker or rng.random() < 0.4 else 0.0
         rest_height = float(np.ptp(shape[: body.n_vertices, 2]))
-        lo, hi = np.log(self.config.person_height_fraction)
-        apparent = np.exp(rng.uniform(lo, hi)) * cfg.size
-        distance = max(2.0, camera.focal * rest_height / apparent)
-        column = rng.uniform(0.1, 0.9) * cfg.size
-        lateral = (column - cfg.size / 2) * distance / camera.focal
+        distance, lateral = floor_spot(rng, camera, cfg.size, rest_height, self.config.person_height_fraction, (0.1, 0.9), 2.0)
         key_seconds = self.config.key_seconds / (2.0 if walker else 1.0)
         radius = 0.35
         start = np.array([lateral, distance])

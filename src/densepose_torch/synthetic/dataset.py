@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import DensePoseError
 from ..io.atomic import atomic_path, atomic_write
 from ..io.images import read_image, write_picture
-from ..io.video import choose_encoder, video_writer
+from ..io.video import DEFAULT_FPS, choose_encoder, video_writer
 from ..results import DenseMaps
 from .body import BODY_CHARTS_PATH
 from .clips import ClipConfig, ClipRenderer
@@ -50,7 +50,7 @@ class SynthJob:
     backgrounds: Path | None = None
     num_points: int = 100
     clip: int | None = None  # the images are the frames of clip number `clip` of the seed
-    fps: float = 25.0  # of a clip
+    fps: float = DEFAULT_FPS  # of a clip
 
 
 def scene_source(job: SynthJob) -> Callable[[int], Scene]:

@@ -152,8 +152,7 @@ class SceneGenerator:
         body = self.body
         n_vertices = body.n_vertices
         cam_vertices = np.concatenate([p.vertices for p in people])
-        screen = np.concatenate([
-            focal * cam_vertices[:, :2] / cam_vertices[:, 2:3] + size / 2.0, cam_vertices[:, 2:3]], axis=1)
+        screen = np.concatenate([camera.project(cam_vertices, size), cam_vertices[:, 2:3]], axis=1)
         faces = np.concatenate([body.faces + k * n_vertices for k in range(len(people))])
         frags = rasterize(screen, faces, size, size)
 
@@ -221,11 +220,7 @@ class SceneGenerator:
         tilt = _rotation_xyz(rng.normal(0, 0.03), rng.normal(0, 0.03), yaw)
         vertices, _ = body.pose(shape, angles, tilt, np.zeros(3))
         rest_height = float(np.ptp(shape[: body.n_vertices, 2]))
-        lo, hi = np.log(cfg.person_height_fraction)
-        apparent = np.exp(rng.uniform(lo, hi)) * cfg.size
-        distance = max(1.2, camera.focal * rest_height / apparent)
-        column = rng.uniform(-0.15, 1.15) * cfg.size
-        lateral = (column - cfg.size / 2) * distance / camera.focal
+        distance, lateral = floor_spot(rng, camera, cfg.size, rest_height, cfg.person_height_fraction, (-0.15, 1.15), 1.2)
         footprint = vertices[:, :2].mean(axis=0)
         radius = float(np.max(np.linalg.norm(vertices[:, :2] - footprint, axis=1)))
         offset = np.array([lateral, distance, 0.0]) - np.array([footprint[0], footprint[1], vertices[:, 2].min()])
@@ -258,6 +253,18 @@ class SceneGenerator:
             centre=centre,
             radius=radius,
         )
+
+
+def floor_spot(rng: np.random.Generator, camera: Camera, size: int, rest_height: float,
+               height_fraction: tuple[float, float], columns: tuple[float, float], min_distance: float) -> tuple[float, float]:
+    """Where a person of `rest_height` metres stands: (distance ahead, lateral offset) in metres,
+    for a standing height drawn log-uniformly in `height_fraction` of the image and an image column
+    drawn uniformly in `columns` (fractions of the width); never nearer than `min_distance`."""
+    lo, hi = np.log(height_fraction)
+    apparent = np.exp(rng.uniform(lo, hi)) * size
+    distance = max(min_distance, camera.focal * rest_height / apparent)
+    column = rng.uniform(*columns) * size
+    return distance, (column - size / 2) * distance / camera.focal
 
 
 def render_scene(seed: int | Sequence[int], size: int = 512) -> Scene:
@@ -318,20 +325,29 @@ def _keypoints(points_camera: np.ndarray, focal: float, size: int, depth: np.nda
     return out
 
 
-def random_look(rng: np.random.Generator) -> tuple[float, float, float, float]:
-    """A camera look (gamma, gain, blur sigma, noise level), drawn as a still scene draws it."""
+def _random_exposure(rng: np.random.Generator) -> tuple[float, float, float]:
+    """Gamma, gain and blur sigma of a camera look."""
     gamma, gain, sigma = rng.uniform(0.85, 1.15), rng.uniform(0.85, 1.1), rng.uniform(0.3, 0.9)
-    return float(gamma), float(gain), float(sigma), float(rng.uniform(0.003, 0.02))
+    return float(gamma), float(gain), float(sigma)
+
+
+def _random_noise_level(rng: np.random.Generator) -> float:
+    return float(rng.uniform(0.003, 0.02))
+
+
+def random_look(rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """A camera look (gamma, gain, blur sigma, noise level), with a still scene's ranges."""
+    return (*_random_exposure(rng), _random_noise_level(rng))
 
 
 def _finish(rng: np.random.Generator, image: np.ndarray, look: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """Camera look: exposure/gamma jitter, slight blur, sensor noise, 8-bit. Without `look`, its
     values are drawn from `rng` (between the pixels' noise and its level, as they always were)."""
-    gamma, gain, sigma = look[:3] if look else (rng.uniform(0.85, 1.15), rng.uniform(0.85, 1.1), rng.uniform(0.3, 0.9))
+    gamma, gain, sigma = look[:3] if look else _random_exposure(rng)
     image = np.clip(image, 0.0, 1.0) ** gamma * gain
     image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma)
     noise = rng.standard_normal(size=image.shape, dtype=np.float32)
-    image = image + noise * np.float32(look[3] if look else rng.uniform(0.003, 0.02))
+    image = image + noise * np.float32(look[3] if look else _random_noise_level(rng))
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 

@@ -27,15 +27,17 @@ from typing import Literal
 
 import cv2
 import numpy as np
+import torch
 
+from ..postprocessing import integer_boxes
 from ..results import ChartResult, DensePoseResult
+from ..synthetic.parts import N_PARTS
 
 TemporalMode = Literal["centred", "causal"]
 TEMPORAL_MODES: tuple[str, ...] = ("centred", "causal")
 CENTRED_RADIUS = 4  # frames before and after
 CAUSAL_RADIUS = 3  # frames before
 OWN_FRAME_WEIGHT = 1.5  # a neighbouring frame weighs 1
-NUM_LABELS = 25  # background and the 24 parts
 
 
 @dataclass(frozen=True)
@@ -166,8 +168,8 @@ def _flow(frame: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 def _grid(box: np.ndarray) -> tuple[int, int, int, int]:
     """The chart grid (x, y, w, h) of a float box, as results anchor charts (ChartResult)."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    return int(x0), int(y0), max(int(x1 - x0), 1), max(int(y1 - y0), 1)
+    x, y, width, height = integer_boxes(torch.from_numpy(np.asarray(box, np.float64).reshape(1, 4)))[0].tolist()
+    return x, y, width, height
 
 
 def _follow(frames: list[_Frame], t: int, s: int, grid: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -202,7 +204,7 @@ def _sample(person: _Person, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray
 
 def _vote(layers: list[tuple[float, np.ndarray, np.ndarray]], grid: tuple[int, int, int, int]) -> np.ndarray:
     """(h, w) uint8: each pixel's part with the most weight over the layers."""
-    votes = np.zeros((NUM_LABELS, grid[3] * grid[2]), np.float64)
+    votes = np.zeros((N_PARTS + 1, grid[3] * grid[2]), np.float64)  # background and the parts
     columns = np.arange(grid[3] * grid[2])
     for weight, labels, _ in layers:
         votes[labels.reshape(-1).astype(np.int64), columns] += weight
