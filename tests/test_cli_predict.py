@@ -254,6 +254,130 @@ def test_video_render_keeps_rate_and_frames_plus_per_frame_arrays(tmp_path, fake
     assert no_temporary_files(out)
 
 
+def brightness_frames(count, height=48, width=64):
+    """Flat frames 20 levels apart (frame k: 20 k + 10): each survives lossy coding recognisably."""
+    return [np.full((height, width, 3), 20 * index + 10, np.uint8) for index in range(count)]
+
+
+def write_video_input(folder, kind, pictures, fps=10.0):
+    """`pictures` as an mp4 (MPEG-4 part 2), webm (VP9), gif, or folder of PNG frames; returns its path."""
+    height, width = pictures[0].shape[:2]
+    if kind == "folder":
+        (folder / "frames").mkdir()
+        for index, picture in enumerate(pictures):
+            cv2.imwrite(str(folder / "frames" / f"frame_{index + 1}.png"), picture)  # frame_10 after frame_9
+        return folder / "frames"
+    if kind == "gif":
+        from PIL import Image
+
+        images = [Image.fromarray(picture) for picture in pictures]
+        images[0].save(folder / "clip.gif", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)  # in 1/100 s
+        return folder / "clip.gif"
+    fourcc, extension = {"mp4": ("mp4v", ".mp4"), "webm": ("VP90", ".webm"), "avi": ("MJPG", ".avi")}[kind]
+    writer = cv2.VideoWriter(str(folder / f"clip{extension}"), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    for picture in pictures:
+        writer.write(picture[:, :, ::-1])
+    writer.release()
+    return folder / f"clip{extension}"
+
+
+def frame_brightness(picture):
+    return int(np.median(picture))
+
+
+@pytest.mark.parametrize("kind", ["mp4", "webm", "gif", "folder"])
+def test_every_frame_is_written_in_order_whatever_the_container(tmp_path, fake, kind):
+    pictures = brightness_frames(11)
+    source = write_video_input(tmp_path, kind, pictures)
+    out = tmp_path / "out"
+    extra = ["--folders-as-videos", "--fps", "10"] if kind == "folder" else []
+    assert run_cli(source, "-o", out, "--render", "segm", "--outputs", "npz", *extra) == 0
+    stem = source.stem if kind != "folder" else "frames"
+    rendered = list(read_frames(out / "segm" / f"{stem}.mp4"))
+    assert len(rendered) == 11 and len(fake.image_sizes) == 11
+    assert files_under(out / "npz") == [f"{stem}/{i:06d}.npz" for i in range(11)] + [f"{stem}/video.json"]
+    manifest = json.loads((out / "npz" / stem / "video.json").read_text())
+    assert manifest["frames"] == 11 and manifest["fps"] == pytest.approx(10.0, abs=0.01)
+    # The order is the input's: where nobody is (the right half: the fake's second person scores
+    # below --min-score), the render shows the frame, 20 levels brighter each time.
+    backgrounds = [frame_brightness(picture[:, -16:]) for picture in rendered]
+    assert all(later - earlier > 10 for earlier, later in zip(backgrounds, backgrounds[1:]))
+
+
+def destroy_jpeg_frame(path, index):
+    """Overwrite the `index`th JPEG of an MJPEG file with zeros: that frame no longer decodes."""
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    end = data.index(b"\xff\xd9", starts[index]) + 2
+    data[starts[index]:end] = bytes(end - starts[index])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["avi", "folder"])
+def test_a_corrupt_frame_is_reported_and_written_empty_and_the_rest_follows(tmp_path, fake, capsys, kind):
+    pictures = brightness_frames(8)
+    source = write_video_input(tmp_path, kind, pictures)
+    if kind == "avi":
+        destroy_jpeg_frame(source, 3)
+    else:
+        (source / "frame_4.png").write_bytes(b"not a png at all")  # the fourth frame, index 3
+    out = tmp_path / "out"
+    extra = ["--folders-as-videos"] if kind == "folder" else []
+    assert run_cli(source, "-o", out, "--render", "segm", "--outputs", "npz", *extra) == 1
+    err = capsys.readouterr().err
+    assert "frame 3 could not be" in err and "1 with frames that could not be read" in err
+    stem = "clip" if kind == "avi" else "frames"
+    assert [len(read_npz(out / "npz" / stem / f"{i:06d}.npz")) for i in range(8)] == [1, 1, 1, 0, 1, 1, 1, 1]
+    assert len(fake.image_sizes) == 7  # the model never saw the missing frame
+    rendered = list(read_frames(out / "segm" / f"{stem}.mp4"))
+    assert len(rendered) == 8
+    assert frame_brightness(rendered[3][:, -16:]) < 10 < frame_brightness(rendered[4][:, -16:])  # black where the frame was lost
+    manifest = json.loads((out / "npz" / stem / "video.json").read_text())
+    assert manifest["frames"] == 8 and "frame 3" in manifest["problems"][0]
+
+
+def test_a_frame_with_nobody_is_written_empty(tmp_path, fake):
+    source = write_video_input(tmp_path, "mp4", brightness_frames(6))
+    detect = fake.batch
+    fake.batch = lambda images: [result if frame_brightness(image) > 60 else result.select([]) for image, result in zip(images, detect(images))]
+    out = tmp_path / "out"
+    assert run_cli(source, "-o", out, "--outputs", "npz,json") == 0
+    assert [len(read_npz(out / "npz/clip" / f"{i:06d}.npz")) for i in range(6)] == [0, 0, 0, 1, 1, 1]
+    assert json.loads((out / "json/clip/000001.json").read_text()) == []
+
+
+def test_clip_follows_the_person_at_its_own_size_and_rate_with_the_matching_source_video(tmp_path, fake):
+    from densepose_torch.render import PRESETS
+    from densepose_torch.video.clip import crop_square, resample_indices
+
+    pictures = brightness_frames(12, height=60, width=80)
+    source = write_video_input(tmp_path, "mp4", pictures, fps=30.0)
+    out = tmp_path / "out"
+    assert run_cli(source, "-o", out, "--clip", "magicanimate", "--clip-size", "64", "--outputs", "npz") == 0
+    expected_sources = resample_indices(12, 30.0, 25.0)
+    assert len(expected_sources) == 10  # 0.4 s at 25 fps
+    clip = json.loads((out / "npz/clip/video.json").read_text())["clip"]
+    assert clip["source_frames"] == expected_sources.tolist() and (clip["size"], clip["fps"]) == (64, 25.0)
+    windows = np.array(clip["crop_xy_side"])
+    assert (windows == windows[0]).all()  # the fake person stands still: so does the crop
+    rendered = list(read_frames(out / "magicanimate/clip.mp4"))
+    source_crops = list(read_frames(out / "rgb/clip.mp4"))
+    assert probe_video(out / "rgb/clip.mp4").fps == pytest.approx(25.0, abs=0.01)
+    assert len(rendered) == len(source_crops) == 10 and rendered[0].shape == source_crops[0].shape == (64, 64, 3)
+    decoded = list(read_frames(source))  # what the run saw
+    for index, source_index in enumerate(expected_sources):
+        frame = decoded[source_index]
+        expected_rgb = crop_square(frame, windows[index], 64)
+        expected_render = crop_square(PRESETS["magicanimate"](frame, read_npz(out / f"npz/clip/{source_index:06d}.npz")), windows[index], 64)
+        # Lossy H.264 / MPEG-4 coding of flat areas with sharp edges: 4 levels on average is ample
+        # (the frames differ by 20 levels; a one-pixel shift of the render's edges costs ~15).
+        assert np.abs(source_crops[index].astype(int) - expected_rgb.astype(int)).mean() < 4
+        assert np.abs(rendered[index].astype(int) - expected_render.astype(int)).mean() < 4
+    assert no_temporary_files(out)
+    assert run_cli(source, "-o", out, "--clip", "magicanimate", "--clip-size", "64", "--outputs", "npz") == 0
+    assert len(fake.image_sizes) == 12  # done: nothing redone
+
+
 def test_idm_vton_sizes(tmp_path, fake):
     write_photos(tmp_path, ["person.jpg"], height=100, width=70)
     out = tmp_path / "out"
@@ -279,6 +403,16 @@ def test_bad_arguments_are_one_line_errors(tmp_path, fake, capsys):
     with pytest.raises(SystemExit):
         run_cli(tmp_path, "-o", tmp_path / "out", "--render", "rainbow")
     assert "unknown preset rainbow" in capsys.readouterr().err
+    video = write_video_input(tmp_path, "mp4", brightness_frames(2))
+    assert run_cli(video, "-o", tmp_path / "out", "--clip-size", "256") == 1
+    assert "give --clip too" in capsys.readouterr().err
+    assert run_cli(video, "-o", tmp_path / "out", "--clip", "magicanimate", "--idm-vton") == 1
+    assert "does not combine" in capsys.readouterr().err
+    for rate in ("inf", "nan", "0", "-25"):
+        with pytest.raises(SystemExit):
+            run_cli(video, "-o", tmp_path / "out", "--clip", "magicanimate", "--clip-fps", rate)
+        assert "must be a positive number" in capsys.readouterr().err
+    assert fake.image_sizes == []
 
 
 def test_outputs_inside_the_input_folder_are_not_read_back(tmp_path, fake):

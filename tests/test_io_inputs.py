@@ -67,3 +67,24 @@ def test_nothing_found_is_a_one_line_error(tree):
     (tree / "empty").mkdir()
     with pytest.raises(DensePoseError, match="no images or videos in folder"):
         expand_inputs(["empty"])
+
+
+def test_folders_of_frames_are_videos(tree):
+    for name in ("frame_10.png", "frame_2.png", "frame_1.png"):
+        touch(tree / "shots" / "walk.v2" / name)
+    touch(tree / "shots" / "run" / "0001.jpg")
+    touch(tree / "shots" / "notes" / "readme.txt")
+    items = expand_inputs(["shots/walk.v2"], folders_as_videos=True)
+    assert [(str(item.relative), item.kind, str(item.output_stem)) for item in items] == [("walk.v2", "video", "walk.v2")]
+    assert relatives(expand_inputs(["shots"], recursive=True, folders_as_videos=True)) == ["shots/run", "shots/walk.v2"]
+    assert relatives(expand_inputs(["shots/*"], folders_as_videos=True)) == ["run", "walk.v2"]
+    with pytest.raises(DensePoseError, match="no image frames in folder"):
+        expand_inputs(["shots"], folders_as_videos=True)  # its frames are in sub-folders
+
+
+def test_frames_of_a_folder_come_in_natural_order(tmp_path):
+    from densepose_torch.io.video import frame_files
+
+    for name in ("frame_10.png", "frame_2.png", "frame_1.png", ".frame_0.png", "notes.txt"):
+        touch(tmp_path / name)
+    assert [path.name for path in frame_files(tmp_path)] == ["frame_1.png", "frame_2.png", "frame_10.png"]

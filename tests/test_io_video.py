@@ -108,3 +108,24 @@ def test_codec_probing_without_imageio_ffmpeg_prints_nothing(monkeypatch, capfd)
     captured = capfd.readouterr()
     assert encoder.ffmpeg is None and encoder.name.startswith("opencv-")
     assert captured.err == "" and captured.out == ""
+
+
+def test_undecodable_frames_keep_their_place_and_are_reported(tmp_path):
+    path = tmp_path / "damaged.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for index in range(20):
+        writer.write(np.full((48, 64, 3), 10 * index + 5, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    for frame in [1, *range(12, 20)]:  # one frame, and the last eight (a damaged end)
+        end = data.index(b"\xff\xd9", starts[frame]) + 2
+        data[starts[frame]:end] = bytes(end - starts[frame])
+    path.write_bytes(bytes(data))
+    reports = []
+    decoded = list(read_frames(path, reports.append))
+    assert len(decoded) == 20
+    assert [index for index, frame in enumerate(decoded) if frame is None] == [1, *range(12, 20)]
+    # The frames that decode are the right ones (MJPEG keeps flat colours within a few levels).
+    assert [round((int(frame[0, 0, 0]) - 5) / 10) for frame in decoded if frame is not None] == [0, *range(2, 12)]
+    assert reports == ["frame 1 could not be decoded", "frames 12-19 of the 20 the file lists could not be decoded (damaged or truncated file)"]

@@ -8,7 +8,8 @@ import functools
 import json
 import re
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
@@ -23,10 +24,12 @@ from ..devices import resolve_device
 from ..io.images import DEFAULT_MAX_PIXELS, ImageTooLargeError, read_image, write_picture
 from ..io.inputs import InputItem, expand_inputs
 from ..io.iuv_png import write_inds_png, write_iuv_png
-from ..io.npz import write_npz
+from ..io.npz import read_npz, write_npz
 from ..io.output_folder import check_run_record, prepare_output_folder
 from ..io.video import (
+    DEFAULT_FPS,
     VideoEncoder,
+    VideoInfo,
     choose_encoder,
     probe_video,
     read_frames,
@@ -43,16 +46,20 @@ from ..render import (
 )
 from ..results import DensePoseResult
 from ..video import TEMPORAL_MODES, TemporalSmoother, Tracker
+from ..video.clip import CLIP_PRESETS, ClipSpec, boxes_by_track, crop_square, main_track_boxes, plan_crop, resample_indices
 from .arguments import ModelChoice, add_backend_argument, add_model_file_arguments, add_precision_argument, positive
 
 ARRAY_OUTPUTS = ("npz", "iuv", "json")
 LAYOUTS = ("folders", "beside", "viton")
+CLIP_RGB = "rgb"  # the output name of a clip's cropped source video, beside its renders
 
 EXAMPLES = """\
 examples:
   densepose predict photo.jpg -o out --render segm
   densepose predict dataset/image -o dataset/image-densepose --render viton --layout viton
   densepose predict 'clips/*.mp4' -o out --render magicanimate --outputs npz
+  densepose predict dance.mp4 -o out --clip magicanimate     (out/magicanimate/dance.mp4 + out/rgb/dance.mp4)
+  densepose predict frames/ --folders-as-videos --fps 30 -o out --render segm
   densepose predict shoots/ --recursive -o out --outputs npz,iuv,json --batch-size 4
 
 layouts (STEM = the input's path below its folder, without extension):
@@ -63,7 +70,11 @@ layouts (STEM = the input's path below its folder, without extension):
   Video frames' arrays go to STEM/000000.npz, STEM/000001.npz, ... in place of STEM.npz, one per
   frame (a frame with nobody in it too), then STEM/video.json (frames, fps) once the video is done.
   People are tracked through a video: `instance` in npz and INDS PNGs, and `track_id` in JSON, is
-  the person's track id, the same in every frame.
+  the person's track id, the same in every frame. A frame that cannot be decoded is reported and
+  written as an empty frame, so frame count and order stay the input's.
+  --clip: each video render and the cropped source video (PRESET/STEM.mp4 and rgb/STEM.mp4) are
+  the square that follows the main person, at the clip's size and frame rate; arrays stay per
+  source frame, and STEM/video.json lists each clip frame's source frame and crop window.
 """
 
 
@@ -101,6 +112,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="smooth videos in time: centred (files; 4 frames of latency) or causal (streams; none), or off "
                              "(default: centred for videos rendered with " + ", ".join(ANIMATION_PRESETS) + ", else off, which "
                              "keeps each frame as the model predicted it)")
+    parser.add_argument("--clip", choices=tuple(CLIP_PRESETS),
+                        help="animation-ready video renders: a square crop that follows the main person smoothly, "
+                             "resized and resampled (magicanimate: 512x512 at 25 fps), plus the matching cropped source "
+                             "video; renders magicanimate when no --render is given")
+    parser.add_argument("--clip-size", type=positive(int), metavar="PIXELS", help="side of the --clip videos (default: the preset's)")
+    parser.add_argument("--clip-fps", type=positive(float), metavar="FPS", help="frame rate of the --clip videos (default: the preset's)")
+    parser.add_argument("--folders-as-videos", action="store_true",
+                        help="read each folder of images as the frames of one video (natural name order: frame_2 before "
+                             "frame_10); with --recursive, each sub-folder holding images too")
+    parser.add_argument("--fps", type=positive(float), default=DEFAULT_FPS,
+                        help=f"frame rate of videos made of folders of frames (default {DEFAULT_FPS:g})")
     parser.add_argument("--batch-size", type=positive(int), default=1, help="images (or frames) per model call (default 1)")
     parser.add_argument("--recursive", action="store_true", help="include sub-folders, keeping them in the output tree")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
@@ -129,6 +151,13 @@ class Plan:
     video_encoder: VideoEncoder | None
     max_pixels: int
     temporal: str  # "off" or a video.smoothing mode
+    clip: ClipSpec | None = None  # videos rendered as animation-ready clips
+    folder_fps: float = DEFAULT_FPS  # frame rate of a folder of frames
+
+    def video_render_paths(self, stem: PurePosixPath) -> dict[str, Path]:
+        """Each video render's path (and, for a clip, the cropped source video's, as CLIP_RGB)."""
+        names = [*self.renders, CLIP_RGB] if self.clip and self.renders else list(self.renders)
+        return {name: self.render_path(stem, name, self.video_encoder.extension) for name in names}
 
     def array_paths(self, stem: PurePosixPath, output: str) -> list[Path]:
         base = self.output_dir if self.layout == "beside" else self.output_dir / output
@@ -227,6 +256,7 @@ class Job:
     def __init__(self, plan: Plan, predictor: LazyPredictor, batch_size: int, progress: tqdm):
         self.plan, self.predictor, self.batch_size, self.progress = plan, predictor, batch_size, progress
         self.failed: list[str] = []
+        self.damaged: list[str] = []  # videos written with frames that could not be read
         self.skipped = 0
 
     def report_failure(self, item: InputItem, error: Exception | str) -> None:
@@ -285,20 +315,31 @@ class Job:
 
     def _video(self, item: InputItem) -> None:
         """All frames of a video, in order, with people tracked across them: a video is done as a
-        whole (its track ids depend on every earlier frame), so an unfinished one is redone."""
+        whole (its track ids depend on every earlier frame), so an unfinished one is redone. A
+        clip is written in a second pass over the video, once the crop is planned from every frame."""
         plan = self.plan
         stem = item.output_stem
-        render_paths = {preset: plan.render_path(stem, preset, plan.video_encoder.extension) for preset in plan.renders}
+        render_paths = plan.video_render_paths(stem)
         manifest = plan.video_manifest_path(stem)
         if not plan.overwrite and all(path.exists() for path in render_paths.values()) and (manifest is None or manifest.exists()):
             self.skipped += 1
             return
-        info = probe_video(item.path)
+        info = probe_video(item.path, plan.folder_fps)
+        problems: list[str] = []
+
+        def report(message: str) -> None:
+            problems.append(message)
+            self.progress.write(f"densepose: {item.path}: {message}", file=sys.stderr)
+
         tracker = Tracker()
         smoother = TemporalSmoother(plan.temporal) if plan.temporal != "off" else None
         written = 0
+        clip_boxes: list[dict[int, np.ndarray]] = []  # for a clip: each frame's boxes by track
         with contextlib.ExitStack() as stack:
-            writers = {preset: stack.enter_context(video_writer(path, info.fps, plan.video_encoder)) for preset, path in render_paths.items()}
+            clip_folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=plan.output_dir, prefix=".densepose-clip-"))) \
+                if plan.clip and render_paths else None
+            writers = {} if clip_folder else {
+                preset: stack.enter_context(video_writer(path, info.fps, plan.video_encoder)) for preset, path in render_paths.items()}
             frame_bar = stack.enter_context(tqdm(total=info.frame_count or None, desc=item.path.name, unit="frame", leave=False, position=1))
 
             def write(ready: list[tuple[np.ndarray, DensePoseResult]]) -> None:
@@ -307,26 +348,68 @@ class Job:
                     _write_arrays(plan, stem / f"{written:06d}", result, written, str(item.relative), always=True)
                     for preset, write_frame in writers.items():
                         write_frame(_render(plan, preset, frame, result))
+                    if clip_folder:
+                        write_npz(clip_folder / f"{written:06d}.npz", result)
+                        clip_boxes.append(boxes_by_track(result))
                     written += 1
                     frame_bar.update(1)
 
-            batch: list[np.ndarray] = []
-            for frame in read_frames(item.path):
-                batch.append(idm_vton_input(frame) if plan.idm_vton else frame)
+            batch: list[np.ndarray | None] = []
+            for frame in read_frames(item.path, report, plan.max_pixels):
+                batch.append(idm_vton_input(frame) if plan.idm_vton and frame is not None else frame)
                 if len(batch) == self.batch_size:
-                    write(self._track(batch, tracker, smoother))
+                    write(self._track(batch, info, tracker, smoother))
                     batch = []
-            write(self._track(batch, tracker, smoother) + (smoother.flush() if smoother else []))
+            write(self._track(batch, info, tracker, smoother) + (smoother.flush() if smoother else []))
+            clip = self._clip(item, info, clip_folder, clip_boxes, render_paths) if clip_folder else None
+        if problems:
+            self.damaged.append(str(item.path))
         if manifest is not None:
+            record = {"source": str(item.relative), "frames": written, "fps": info.fps, "temporal": plan.temporal}
             with atomic_write(manifest, "w") as handle:
-                json.dump({"source": str(item.relative), "frames": written, "fps": info.fps, "temporal": plan.temporal}, handle)
+                json.dump({**record, **({"problems": problems} if problems else {}), **({"clip": clip} if clip else {})}, handle)
 
-    def _track(self, frames: list[np.ndarray], tracker: Tracker, smoother: TemporalSmoother | None) -> list[tuple[np.ndarray, DensePoseResult]]:
-        """The frames' results with people tracked (and smoothed: those that are ready), in order."""
-        tracked = [(frame, tracker.update(frame, result)) for frame, result in zip(frames, self.predictor.batch(frames) if frames else [])]
+    def _track(self, frames: list[np.ndarray | None], info: VideoInfo, tracker: Tracker,
+               smoother: TemporalSmoother | None) -> list[tuple[np.ndarray, DensePoseResult]]:
+        """The frames' results with people tracked (and smoothed: those that are ready), in order.
+        A frame that could not be decoded (None) is a black picture with nobody in it."""
+        decoded = [frame for frame in frames if frame is not None]
+        predicted = iter(self.predictor.batch(decoded) if decoded else [])
+        tracked = []
+        for frame in frames:
+            if frame is None:
+                frame = np.zeros((info.height, info.width, 3), np.uint8)
+                result = DensePoseResult(image_size=(info.height, info.width), boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32))
+            else:
+                result = next(predicted)
+            tracked.append((frame, tracker.update(frame, result)))
         if smoother is None:
             return tracked
         return [pair for frame, result in tracked for pair in smoother.push(frame, result)]
+
+    def _clip(self, item: InputItem, info: VideoInfo, folder: Path, boxes: list[dict[int, np.ndarray]],
+              paths: dict[str, Path]) -> dict[str, object]:
+        """Second pass of a clip: the source frames again, with their results from `folder`, cropped
+        along the planned path, resized and resampled; returns what video.json says of the clip."""
+        plan, spec = self.plan, self.plan.clip
+        crop = plan_crop(main_track_boxes(boxes), (info.height, info.width), info.fps, spec)
+        sources = resample_indices(len(boxes), info.fps, spec.fps)
+        black = np.zeros((info.height, info.width, 3), np.uint8)
+        with contextlib.ExitStack() as stack:
+            writers = {name: stack.enter_context(video_writer(path, spec.fps, plan.video_encoder)) for name, path in paths.items()}
+            bar = stack.enter_context(tqdm(total=len(sources), desc=f"{item.path.name} (clip)", unit="frame", leave=False, position=1))
+            frames = read_frames(item.path, max_pixels=plan.max_pixels)
+            index, frame = -1, black
+            for source in sources:
+                while index < source:
+                    frame, index = next(frames, None), index + 1
+                picture = black if frame is None else frame
+                result = read_npz(folder / f"{source:06d}.npz")
+                for preset in plan.renders:
+                    writers[preset](crop_square(_render(plan, preset, picture, result), crop[source], spec.size))
+                writers[CLIP_RGB](crop_square(picture, crop[source], spec.size))
+                bar.update(1)
+        return {**asdict(spec), "frames": len(sources), "source_frames": sources.tolist(), "crop_xy_side": crop[sources].tolist()}
 
 
 def _check_combination(args: argparse.Namespace, outputs: list[str]) -> None:
@@ -337,6 +420,18 @@ def _check_combination(args: argparse.Namespace, outputs: list[str]) -> None:
         raise DensePoseError("--texture-atlas is for --render texture")
     if not 0.0 <= args.min_score <= 1.0:
         raise DensePoseError(f"--min-score must be between 0 and 1, not {args.min_score}")
+    if (args.clip_size or args.clip_fps) and not args.clip:
+        raise DensePoseError("--clip-size and --clip-fps set the size and rate of --clip videos: give --clip too")
+    if args.clip and (args.layout == "viton" or args.idm_vton):
+        raise DensePoseError("--clip makes square videos at its own size; it does not combine with --layout viton or --idm-vton")
+
+
+def _clip_spec(args: argparse.Namespace) -> ClipSpec | None:
+    """The --clip preset with --clip-size and --clip-fps applied; None without --clip."""
+    if not args.clip:
+        return None
+    preset = CLIP_PRESETS[args.clip]
+    return replace(preset, size=args.clip_size or preset.size, fps=args.clip_fps or preset.fps)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -357,18 +452,22 @@ def _temporal(args: argparse.Namespace) -> str:
 def _content_settings(args: argparse.Namespace) -> dict[str, object]:
     """The options that decide what an output file contains (not which files are written)."""
     atlas = Path(args.texture_atlas).resolve() if args.texture_atlas else None
+    clip = _clip_spec(args)
     return {"model": args.model or DEFAULT_MODEL_NAME, "config": args.config, "precision": args.precision, "min_score": args.min_score,
             "top_person": args.top_person, "idm_vton": args.idm_vton, "temporal": _temporal(args),
-            "texture_atlas": f"{atlas} ({atlas.stat().st_size} bytes)" if atlas and atlas.is_file() else None}
+            "texture_atlas": f"{atlas} ({atlas.stat().st_size} bytes)" if atlas and atlas.is_file() else None,
+            "clip": asdict(clip) if clip else None, "folder_fps": args.fps if args.folders_as_videos else None}
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.clip and not args.render:
+        args.render = [args.clip]  # a clip preset is named after the render it is made for
     outputs = list(args.outputs) or ([] if args.render else ["npz"])
     _check_combination(args, outputs)
     resolve_device(args.device)  # a bad --device is a one-line error before any work
     output_dir = Path(args.output)  # checked, created and tried by prepare_output_folder below
     # Outputs written into an input folder must not become inputs of the next run.
-    items = [item for item in expand_inputs(args.inputs, args.recursive) if not _inside(item.path, output_dir)]
+    items = [item for item in expand_inputs(args.inputs, args.recursive, args.folders_as_videos) if not _inside(item.path, output_dir)]
     if not items:
         raise DensePoseError(f"every input lies inside the output folder {output_dir}")
     renders = {preset: PRESETS[preset] for preset in args.render}
@@ -382,8 +481,10 @@ def run(args: argparse.Namespace) -> int:
             playable = "plays in current browsers" if encoder.browser_playable else "most browsers will not play it"
             print(f"densepose: no H.264 encoder here (pip install imageio-ffmpeg adds one); videos are written with "
                   f"{encoder.name} as {encoder.extension} ({playable})", file=sys.stderr)
-    plan = Plan(output_dir, tuple(outputs), renders, args.layout, args.overwrite, args.idm_vton, encoder, args.max_pixels, _temporal(args))
-    prepare_output_folder(output_dir, [*outputs, *renders] if args.layout == "folders" else [])
+    clip = _clip_spec(args)
+    plan = Plan(output_dir, tuple(outputs), renders, args.layout, args.overwrite, args.idm_vton, encoder, args.max_pixels, _temporal(args),
+                clip, args.fps)
+    prepare_output_folder(output_dir, [*outputs, *renders, *([CLIP_RGB] if clip else [])] if args.layout == "folders" else [])
     check_run_record(output_dir, _content_settings(args), args.overwrite)
     predictor = LazyPredictor(ModelChoice.from_args(args), args.device, args.precision, args.min_score, args.top_person)
     with tqdm(total=len(items), unit="file", desc="densepose", position=0) as progress:
@@ -396,11 +497,12 @@ def run(args: argparse.Namespace) -> int:
                 session.images(group)
     done = len(items) - len(session.failed)
     summary = f"densepose: {done} of {len(items)} inputs done ({session.skipped} already were) in {output_dir}"
+    if session.damaged:
+        summary += f"; {len(session.damaged)} with frames that could not be read (written as empty frames)"
     if session.failed:
-        print(f"{summary}; {len(session.failed)} failed", file=sys.stderr)
-        return 1
+        summary += f"; {len(session.failed)} failed"
     print(summary, file=sys.stderr)
-    return 0
+    return 1 if session.failed or session.damaged else 0
 
 
 def _runs_of_kind(items: list[InputItem]) -> Iterator[tuple[bool, list[InputItem]]]:

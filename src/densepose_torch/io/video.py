@@ -1,7 +1,8 @@
 """Reading video frames and writing rendered videos that browsers play.
 
 Frames are read with OpenCV (FFmpeg inside opencv-python-headless reads mp4, mov, avi, mkv, webm
-and gif). Writing picks the first encoder available, once per run:
+and gif), or from a folder of images read as the frames of one video. Writing picks the first
+encoder available, once per run:
 1. H.264 in .mp4 through the ffmpeg binary of the optional `imageio-ffmpeg` package (libx264,
    yuv420p, +faststart: plays in every browser);
 2. H.264 in .mp4 through OpenCV, for OpenCV builds that have an H.264 encoder (the PyPI wheels
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,12 +26,17 @@ from typing import Callable, Iterator
 
 import cv2
 import numpy as np
+from PIL import Image, ImageOps
 
 from ..errors import DensePoseError
 from .atomic import atomic_path
+from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
 DEFAULT_FPS = 25.0
+# Failed reads in a row after which the rest of a file counts as lost (10 s at 25 fps; a read at the
+# end of a file takes about 40 microseconds).
+MAX_UNDECODABLE_RUN = 250
 
 
 @dataclass(frozen=True)
@@ -59,9 +66,39 @@ def _open_capture(path: Path) -> cv2.VideoCapture:
     return capture
 
 
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Frame rate, frame count and size of a video file."""
-    capture = _open_capture(Path(path))
+def _natural_key(path: Path) -> list:
+    """frame_2.png before frame_10.png."""
+    return [int(piece) if piece.isdigit() else piece.lower() for piece in re.split(r"(\d+)", path.name)]
+
+
+def frame_files(folder: str | os.PathLike) -> list[Path]:
+    """The images directly in `folder`, in natural order of their names (frame_2 before frame_10):
+    the frames of a folder read as one video. Hidden files are left out."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DensePoseError(f"no such folder of frames: {folder}")
+    files = [path for path in folder.iterdir()
+             if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")]
+    if not files:
+        raise DensePoseError(f"no image frames in folder {folder}")
+    return sorted(files, key=_natural_key)
+
+
+def probe_video(path: str | os.PathLike, folder_fps: float = DEFAULT_FPS) -> VideoInfo:
+    """Frame rate, frame count and size of a video file, or of a folder of frames (whose rate is
+    `folder_fps` and whose size is its first readable frame's)."""
+    path = Path(path)
+    if path.is_dir():
+        files = frame_files(path)
+        for file in files:
+            try:
+                with Image.open(file) as image:
+                    width, height = ImageOps.exif_transpose(image).size
+                return VideoInfo(fps=folder_fps, frame_count=len(files), width=width, height=height)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+                continue
+        raise DensePoseError(f"no frame in folder {path} can be read")
+    capture = _open_capture(path)
     try:
         fps = capture.get(cv2.CAP_PROP_FPS)
         return VideoInfo(
@@ -74,22 +111,71 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         capture.release()
 
 
-def read_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """The frames of a video, in order, as HxWx3 uint8 RGB arrays."""
+def _ignore(message: str) -> None:
+    pass
+
+
+def read_frames(
+    path: str | os.PathLike, report: Callable[[str], None] = _ignore, max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[np.ndarray | None]:
+    """The frames of a video file, or of a folder of frames, in order, as HxWx3 uint8 RGB arrays.
+
+    A frame that cannot be decoded is yielded as None, and told to `report` in one line, so the
+    frames after it keep their place (a frame is never silently dropped where it can be noticed).
+    Frames of a folder that differ in size from its first readable frame are resized to that size."""
     path = Path(path)
+    return _folder_frames(path, report, max_pixels) if path.is_dir() else _file_frames(path, report)
+
+
+def _frame_span(first: int, last: int) -> str:
+    return f"frame {first}" if first == last else f"frames {first}-{last}"
+
+
+def _file_frames(path: Path, report: Callable[[str], None]) -> Iterator[np.ndarray | None]:
+    """A video file's frames. FFmpeg fails one read for each frame it cannot decode and goes on
+    with the next one; reads are retried, and the failures that a decoded frame follows are
+    yielded as None. After the last frame that decodes, the shortfall from the count the file lists
+    is yielded as None too (a damaged or cut end), unless it is within that count's own error (some
+    containers estimate it from the duration)."""
     capture = _open_capture(path)
     try:
-        count = 0
-        while True:
+        listed = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        index, failed = 0, 0  # frames yielded; failed reads since the last frame decoded
+        while failed < MAX_UNDECODABLE_RUN:
             ok, frame = capture.read()
             if not ok:
-                break
-            count += 1
+                failed += 1
+                continue
+            if failed:
+                report(f"{_frame_span(index, index + failed - 1)} could not be decoded")
+                yield from [None] * failed
+                index, failed = index + failed, 0
+            index += 1
             yield np.ascontiguousarray(frame[:, :, ::-1]) if frame.ndim == 3 else np.repeat(frame[:, :, None], 3, axis=2)
-        if count == 0:
+        if index == 0:
             raise DensePoseError(f"no frame could be decoded from video: {path}")
+        if listed - index > max(2, listed // 100):
+            report(f"{_frame_span(index, listed - 1)} of the {listed} the file lists could not be decoded "
+                   "(damaged or truncated file)")
+            yield from [None] * (listed - index)
     finally:
         capture.release()
+
+
+def _folder_frames(folder: Path, report: Callable[[str], None], max_pixels: int) -> Iterator[np.ndarray | None]:
+    size = None
+    for index, file in enumerate(frame_files(folder)):
+        try:
+            frame = read_image(file, max_pixels)
+        except DensePoseError as error:
+            report(f"frame {index} could not be read: {error}")
+            yield None
+            continue
+        if size is None:
+            size = frame.shape[:2]
+        elif frame.shape[:2] != size:
+            frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        yield frame
 
 
 def _ffmpeg_with_libx264() -> str | None:

@@ -2,7 +2,10 @@
 
 A live track is compared with each detection of the next frame in two ways:
 - overlap: the IoU of the detection's box with the box the track is expected at (its last box
-  moved on by its recent velocity, for each frame since it was last seen);
+  moved on by its recent velocity, for each frame since it was last seen); where that carries the
+  box down to less than half the last box's area (a person walking out of the picture shrinks
+  their box from one side, and carrying that on leaves a sliver), the better of that IoU and the
+  IoU with the last box;
 - appearance: the mean colour of the image on each body part of the person's chart, which
   DensePose gives for free (a red shirt stays on the torso however the person turns), compared
   on the parts both have.
@@ -91,9 +94,13 @@ class Tracker:
         if not tracks or not detections:
             return []
         cfg = self.config
-        expected = np.stack([t.box + t.velocity * (self._frame - t.last_frame) for t in tracks])
-        boxes = result.boxes[detections].astype(np.float64)
-        overlap = box_iou(torch.from_numpy(expected), torch.from_numpy(boxes)).numpy()
+        last = np.stack([t.box for t in tracks])
+        expected = last + np.stack([t.velocity * (self._frame - t.last_frame) for t in tracks])
+        boxes = torch.from_numpy(result.boxes[detections].astype(np.float64))
+        overlap = box_iou(torch.from_numpy(expected), boxes).numpy()
+        shrunk = _area(expected) < 0.5 * _area(last)
+        if shrunk.any():
+            overlap[shrunk] = np.maximum(overlap[shrunk], box_iou(torch.from_numpy(last[shrunk]), boxes).numpy())
         likeness = np.array([[self._likeness(t, *colours[d]) for d in detections] for t in tracks])
         cost = 1.0 - (cfg.overlap_weight * overlap + (1.0 - cfg.overlap_weight) * likeness)
         cost[overlap < cfg.min_iou] = 1e6
@@ -121,6 +128,11 @@ class Tracker:
         fresh = seen & ~track.seen
         track.colours[fresh] = colour[fresh]
         track.seen |= seen
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    """(N,) area of (N, 4) XYXY boxes, 0 for those turned inside out."""
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
 
 
 def part_colours(image: np.ndarray, chart) -> tuple[np.ndarray, np.ndarray]:
