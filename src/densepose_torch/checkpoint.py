@@ -375,6 +375,7 @@ def load_default_model(device: str | torch.device = "cpu") -> DensePoseRCNN:
         state, config, kind = read_state_dict(path)  # our own file: the safe loaders read it
     if config is None:
         raise DensePoseError(f"the embedded {DEFAULT_MODEL_FILE} does not record its architecture; reinstall the package")
-    model = build_model(config, DEFAULT_MODEL_NAME)
+    # Its charts are our synthetic body's, whether or not the file predates the chart_body field.
+    model = build_model(dataclasses.replace(config, chart_body="synthetic"), DEFAULT_MODEL_NAME)
     load_weights(model, state, kind, source=f"the embedded {DEFAULT_MODEL_FILE}")
     return model.to(device).eval()

@@ -14,6 +14,7 @@ from .errors import DensePoseError
 
 HeadType = Literal["v1convx", "deeplab"]
 UVConfidence = Literal["iid_iso", "indep_aniso"]
+ChartBody = Literal["smpl", "synthetic"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class ModelConfig:
     score_threshold_test: float = 0.05
     nms_threshold_test: float = 0.5
     detections_per_image: int = 100
+    # The body whose charts the model predicts: "smpl" (DensePose-COCO's, so every zoo model's) or
+    # "synthetic" (our synthetic body's, learnt from `densepose synth` data, as the embedded default
+    # model's). Only SMPL charts map to SMPL vertices (densepose_torch.surface).
+    chart_body: ChartBody = "smpl"
 
     def __post_init__(self) -> None:
         if self.depth not in (18, 34, 50, 101):
@@ -59,6 +64,8 @@ class ModelConfig:
             raise DensePoseError(f"base_channels must be positive, not {self.base_channels}")
         if self.densepose_head not in ("v1convx", "deeplab"):
             raise DensePoseError(f"densepose_head must be 'v1convx' or 'deeplab', not {self.densepose_head!r}")
+        if self.chart_body not in ("smpl", "synthetic"):
+            raise DensePoseError(f"chart_body must be 'smpl' or 'synthetic', not {self.chart_body!r}")
         if self.uv_confidence not in (None, "iid_iso", "indep_aniso"):
             raise DensePoseError(f"uv_confidence must be None, 'iid_iso' or 'indep_aniso', not {self.uv_confidence!r}")
 

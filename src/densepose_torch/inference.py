@@ -207,7 +207,7 @@ class Predictor:
             for i, detections in zip(members, raw):
                 original = arrays[i].shape[:2]
                 rescaled = rescale_detections(detections, tuple(inputs[i].shape[-2:]), original)
-                results[i] = to_result(rescaled, original, exact=self.precision == "exact")
+                results[i] = to_result(rescaled, original, exact=self.precision == "exact", chart_body=self.config.chart_body)
         return results  # type: ignore[return-value]
 
     @staticmethod

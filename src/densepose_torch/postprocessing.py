@@ -130,8 +130,9 @@ def keypoints_from_heatmaps(boxes: torch.Tensor, heatmaps: torch.Tensor) -> np.n
     return keypoints
 
 
-def to_result(raw: RawDetections, original_size: tuple[int, int], exact: bool = True) -> DensePoseResult:
-    """A DensePoseResult from detections already rescaled to the original image."""
+def to_result(raw: RawDetections, original_size: tuple[int, int], exact: bool = True, chart_body: str = "smpl") -> DensePoseResult:
+    """A DensePoseResult from detections already rescaled to the original image, by a model whose
+    charts are on `chart_body` (ModelConfig.chart_body)."""
     boxes = raw.boxes.detach().float().cpu()
     keypoints = None
     if "keypoints" in raw.densepose:
@@ -142,4 +143,5 @@ def to_result(raw: RawDetections, original_size: tuple[int, int], exact: bool = 
         scores=raw.scores.detach().float().cpu().numpy().astype(np.float32),
         charts=charts_from_outputs(boxes, raw.densepose, exact) if len(boxes) else [],
         keypoints=keypoints,
+        chart_body=chart_body,
     )

@@ -6,8 +6,12 @@ Coordinates are original-image pixels; boxes are XYXY floats.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # surface builds on this module
+    from .surface import ChartLocator, SurfaceMaps
 
 CONFIDENCE_FIELDS = ("sigma_2", "kappa_u", "kappa_v", "fine_segm_confidence", "coarse_segm_confidence")
 
@@ -66,7 +70,9 @@ class DensePoseResult:
     (N, 17, 3) float32 holds COCO's 17 keypoints of each detection as image x, y and a score
     in (0, 1]; only cascade models with a keypoint branch predict them (None otherwise).
     `track_ids` (N,) int64, from 1, names each detection's person through a video (the same id
-    in every frame; video.tracking sets it); None for still images."""
+    in every frame; video.tracking sets it); None for still images. `chart_body` says whose charts
+    U, V are on: "smpl" (DensePose's, every zoo model's) or "synthetic" (our synthetic body's, the
+    embedded default model's); only SMPL charts have SMPL correspondences (`to_surface`)."""
 
     image_size: tuple[int, int]  # (height, width) of the original image
     boxes: np.ndarray  # (N, 4) float32 XYXY
@@ -74,6 +80,7 @@ class DensePoseResult:
     charts: list[ChartResult] = field(default_factory=list)
     keypoints: np.ndarray | None = None
     track_ids: np.ndarray | None = None
+    chart_body: str = "smpl"
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -102,6 +109,16 @@ class DensePoseResult:
         """Detections scoring above `min_score` (strictly, as detectron2's test threshold and
         `Predictor(min_score=...)`, which keeps only these in the first place)."""
         return self.select(self.scores > min_score)
+
+    def to_surface(self, locator: ChartLocator | None = None) -> SurfaceMaps:
+        """SMPL maps of every body pixel: vertex, face and barycentric point
+        (`densepose_torch.surface.SurfaceMaps`). Needs DensePose's UV_Processed.mat (the [surface]
+        extra) and SMPL charts: a result of the synthetic body is refused. Pass a
+        `surface.ChartLocator` when mapping many results (building one takes about a second)."""
+        from .surface.maps import SmplSurface, require_smpl_charts_of, surface_maps
+
+        require_smpl_charts_of(self.chart_body)
+        return surface_maps(self.to_dense(), locator if locator is not None else SmplSurface().locator)
 
     def to_dense(self) -> DenseMaps:
         """Paste every chart into full-image maps. Where charts overlap, the pixel goes to the

@@ -17,12 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
     from . import predict as predict_cmd
     from . import serve as serve_cmd
     from . import synth as synth_cmd
+    from . import texture as texture_cmd
     from . import train as train_cmd
 
     parser = argparse.ArgumentParser(prog="densepose", description="Dense human pose estimation (DensePose) in plain PyTorch.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in (predict_cmd, models_cmd, synth_cmd, train_cmd, evaluate_cmd, compare_cmd, serve_cmd, export_cmd):
+    for module in (predict_cmd, texture_cmd, models_cmd, synth_cmd, train_cmd, evaluate_cmd, compare_cmd, serve_cmd, export_cmd):
         module.add_parser(subparsers)
     return parser
 

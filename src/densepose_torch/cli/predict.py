@@ -44,7 +44,11 @@ from ..render import (
     idm_vton_output,
     load_texture_atlas,
 )
+from ..render.surface import smpl_vertices
 from ..results import DensePoseResult
+from ..surface import ChartLocator, SmplSurface, find_uv_processed, require_smpl_charts_of
+from ..surface.atlas import atlas_chart_body
+from ..surface.smpl import INSTALL_HINT
 from ..video import TEMPORAL_MODES, TemporalSmoother, Tracker
 from ..video.clip import CLIP_PRESETS, ClipSpec, boxes_by_track, crop_square, main_track_boxes, plan_crop, resample_indices
 from .arguments import ModelChoice, add_backend_argument, add_model_file_arguments, add_precision_argument, positive
@@ -131,6 +135,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--idm-vton", action="store_true",
                         help="IDM-VTON sizes: predict on the photo resized to 768x1024 then 384x512, renders resized to "
                              "768x1024 (arrays describe the 384x512 image)")
+    parser.add_argument("--surface-maps", action="store_true",
+                        help="add `vertex` (each pixel's SMPL vertex, -1 off the body) to npz files; needs a model of SMPL "
+                             "charts (zoo models) and the [surface] extra or --smpl-charts (default: added when both are there)")
+    parser.add_argument("--smpl-charts", metavar="PATH", help="DensePose's UV_Processed.mat, for --surface-maps and the smpl "
+                                                              "render (default: the one of the [surface] extra)")
     parser.add_argument("--texture-atlas", metavar="PATH", help="texture atlas for the texture preset (4x6 tiles; default: generated)")
     parser.add_argument("--max-pixels", type=positive(int), default=DEFAULT_MAX_PIXELS,
                         help=f"largest image, width x height (default {DEFAULT_MAX_PIXELS}); larger ones are reported and "
@@ -153,6 +162,11 @@ class Plan:
     temporal: str  # "off" or a video.smoothing mode
     clip: ClipSpec | None = None  # videos rendered as animation-ready clips
     folder_fps: float = DEFAULT_FPS  # frame rate of a folder of frames
+    surface: SmplSurface | None = None  # SMPL vertex maps go into npz files (for results of SMPL charts)
+
+    def locator_for(self, result: DensePoseResult) -> ChartLocator | None:
+        """What write_npz needs to add `vertex` to the file of `result` (None: no vertex map)."""
+        return self.surface.locator if self.surface is not None and result.chart_body == "smpl" else None
 
     def video_render_paths(self, stem: PurePosixPath) -> dict[str, Path]:
         """Each video render's path (and, for a clip, the cropped source video's, as CLIP_RGB)."""
@@ -187,16 +201,33 @@ class Plan:
 
 
 class LazyPredictor:
-    """Loads the model on first use, so that a run with nothing left to do loads nothing."""
+    """Loads the model on first use, so that a run with nothing left to do loads nothing. A model
+    whose charts are on another body than `chart_bodies` require ({body: what needs it}) is refused
+    as it loads."""
 
-    def __init__(self, model: ModelChoice, device: str | None, precision: str, min_score: float | None, top_person: bool):
+    def __init__(self, model: ModelChoice, device: str | None, precision: str, min_score: float | None, top_person: bool,
+                 chart_bodies: dict[str, str] | None = None):
         self._arguments = (model, device, precision, min_score, top_person)
+        self._chart_bodies = chart_bodies or {}
         self._predictor = None
 
     def batch(self, images: list[np.ndarray]) -> list[DensePoseResult]:
         if self._predictor is None:
-            self._predictor = build_predictor(*self._arguments)
+            predictor = build_predictor(*self._arguments)
+            if self._chart_bodies:
+                check_chart_body(predictor.config.chart_body, self._chart_bodies)
+            self._predictor = predictor
         return self._predictor.batch(images)
+
+
+def check_chart_body(chart_body: str, required: dict[str, str]) -> None:
+    """A one-line DensePoseError when a model's charts are not on the body each need requires."""
+    for body, what in required.items():
+        if body == "smpl":
+            require_smpl_charts_of(chart_body, what)
+        elif chart_body != body:
+            raise DensePoseError(f"{what} is on the {body} body's charts, but this model's are on the {chart_body} body's: "
+                                 "unwrap the atlas with the model you paint with")
 
 
 def build_predictor(
@@ -235,7 +266,7 @@ def _write_arrays(plan: Plan, stem: PurePosixPath, result: DensePoseResult, imag
         if not always and not plan.needs_writing(paths):
             continue
         if output == "npz":
-            write_npz(paths[0], result)
+            write_npz(paths[0], result, plan.locator_for(result))
         elif output == "iuv":
             maps = result.to_dense()
             write_iuv_png(paths[0], maps)
@@ -426,6 +457,18 @@ def _check_combination(args: argparse.Namespace, outputs: list[str]) -> None:
         raise DensePoseError("--clip makes square videos at its own size; it does not combine with --layout viton or --idm-vton")
 
 
+def _smpl_surface(args: argparse.Namespace) -> SmplSurface | None:
+    """DensePose's SMPL charts when the run needs them (--surface-maps, the smpl render) or has them
+    (--smpl-charts, the [surface] extra installed: npz files then get vertex maps); a one-line error
+    when asked for and absent."""
+    asked = args.surface_maps or "smpl" in args.render
+    if not (asked or args.smpl_charts or find_uv_processed() is not None):
+        return None
+    if args.smpl_charts is None and find_uv_processed() is None:
+        raise DensePoseError(INSTALL_HINT)
+    return SmplSurface(args.smpl_charts)
+
+
 def _clip_spec(args: argparse.Namespace) -> ClipSpec | None:
     """The --clip preset with --clip-size and --clip-fps applied; None without --clip."""
     if not args.clip:
@@ -449,14 +492,16 @@ def _temporal(args: argparse.Namespace) -> str:
     return "centred" if any(preset in ANIMATION_PRESETS for preset in args.render) else "off"
 
 
-def _content_settings(args: argparse.Namespace) -> dict[str, object]:
-    """The options that decide what an output file contains (not which files are written)."""
+def _content_settings(args: argparse.Namespace, vertex_maps: bool) -> dict[str, object]:
+    """The options that decide what an output file contains (not which files are written);
+    `vertex_maps`: whether npz files get SMPL vertex maps."""
     atlas = Path(args.texture_atlas).resolve() if args.texture_atlas else None
     clip = _clip_spec(args)
     return {"model": args.model or DEFAULT_MODEL_NAME, "config": args.config, "precision": args.precision, "min_score": args.min_score,
             "top_person": args.top_person, "idm_vton": args.idm_vton, "temporal": _temporal(args),
             "texture_atlas": f"{atlas} ({atlas.stat().st_size} bytes)" if atlas and atlas.is_file() else None,
-            "clip": asdict(clip) if clip else None, "folder_fps": args.fps if args.folders_as_videos else None}
+            "clip": asdict(clip) if clip else None, "folder_fps": args.fps if args.folders_as_videos else None,
+            "surface_maps": True if vertex_maps else None}  # None: as folders written before vertex maps existed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -473,6 +518,9 @@ def run(args: argparse.Namespace) -> int:
     renders = {preset: PRESETS[preset] for preset in args.render}
     if args.texture_atlas:
         renders["texture"] = functools.partial(dp_iuv_texture, atlas=load_texture_atlas(args.texture_atlas))
+    surface = _smpl_surface(args)
+    if "smpl" in renders:
+        renders["smpl"] = functools.partial(smpl_vertices, surface=surface)
     videos = [item for item in items if item.kind == "video"]
     encoder = None
     if videos and renders:
@@ -483,10 +531,16 @@ def run(args: argparse.Namespace) -> int:
                   f"{encoder.name} as {encoder.extension} ({playable})", file=sys.stderr)
     clip = _clip_spec(args)
     plan = Plan(output_dir, tuple(outputs), renders, args.layout, args.overwrite, args.idm_vton, encoder, args.max_pixels, _temporal(args),
-                clip, args.fps)
+                clip, args.fps, surface if "npz" in outputs else None)
     prepare_output_folder(output_dir, [*outputs, *renders, *([CLIP_RGB] if clip else [])] if args.layout == "folders" else [])
-    check_run_record(output_dir, _content_settings(args), args.overwrite)
-    predictor = LazyPredictor(ModelChoice.from_args(args), args.device, args.precision, args.min_score, args.top_person)
+    check_run_record(output_dir, _content_settings(args, surface is not None), args.overwrite)
+    chart_bodies = {}
+    if args.surface_maps or "smpl" in renders:
+        chart_bodies["smpl"] = "--surface-maps" if args.surface_maps else "the smpl render"
+    atlas_body = atlas_chart_body(args.texture_atlas) if args.texture_atlas else None
+    if atlas_body and atlas_body not in chart_bodies:
+        chart_bodies[atlas_body] = f"the texture atlas {args.texture_atlas}"
+    predictor = LazyPredictor(ModelChoice.from_args(args), args.device, args.precision, args.min_score, args.top_person, chart_bodies)
     with tqdm(total=len(items), unit="file", desc="densepose", position=0) as progress:
         session = Job(plan, predictor, args.batch_size, progress)
         for is_video, group in _runs_of_kind(items):

@@ -16,6 +16,8 @@ Arrays in the file:
 | `chart{k}_labels`, `chart{k}_uv`, `chart{k}_<confidence>` | (h, w) uint8, (2, h, w) float32, (h, w) float32 | detection k's own chart (k from 0), lossless |
 | `keypoints` | (N, 17, 3) float32 | only for cascade models with a keypoint branch: COCO's 17 keypoints per detection, image x, y, score |
 | `chart{k}_mask` | (h, w) bool | only for cascade models with a mask branch: detection k's person mask over its chart |
+| `chart_body` | () str | whose charts U, V are on: "smpl" (DensePose's, zoo models) or "synthetic" (the embedded default model's) |
+| `vertex` | (H, W) int32 | only for SMPL charts when `densepose predict` has DensePose's SMPL charts (the [surface] extra, --smpl-charts): the nearest SMPL vertex of each pixel, -1 off the body |
 | `format` | () str | "densepose-torch-npz/1" |
 
 Overlap rule of the full-image maps: where detections overlap, the higher-scoring one owns the
@@ -30,16 +32,19 @@ import numpy as np
 
 from ..errors import DensePoseError
 from ..results import CONFIDENCE_FIELDS, ChartResult, DensePoseResult
+from ..surface.lookup import ChartLocator
+from ..surface.maps import require_smpl_charts_of, surface_maps
 from .atomic import atomic_write
 
 FORMAT = "densepose-torch-npz/1"
 
 
-def result_arrays(result: DensePoseResult) -> dict[str, np.ndarray]:
-    """The arrays `write_npz` stores, by key."""
+def result_arrays(result: DensePoseResult, locator: ChartLocator | None = None) -> dict[str, np.ndarray]:
+    """The arrays `write_npz` stores, by key; with a `surface.ChartLocator`, `vertex` too."""
     maps = result.to_dense()
     arrays: dict[str, np.ndarray] = {
         "format": np.array(FORMAT),
+        "chart_body": np.array(result.chart_body),
         "I": maps.I,
         "U": maps.U.astype(np.float32),
         "V": maps.V.astype(np.float32),
@@ -50,6 +55,9 @@ def result_arrays(result: DensePoseResult) -> dict[str, np.ndarray]:
     }
     if result.track_ids is not None:
         arrays["track_ids"] = result.instance_ids()
+    if locator is not None:
+        require_smpl_charts_of(result.chart_body, "SMPL vertex maps")
+        arrays["vertex"] = surface_maps(maps, locator).vertex
     height, width = result.image_size
     owner = maps.instance.astype(np.int64)
     ids = result.instance_ids()
@@ -83,11 +91,13 @@ def _paste_owned(full: np.ndarray, values: np.ndarray, chart: ChartResult, owned
     full[top:bottom, left:right][window] = box_values[window]
 
 
-def write_npz(path: str | os.PathLike, result: DensePoseResult) -> Path:
-    """Write `result` as a compressed `.npz` (atomically); returns the path."""
+def write_npz(path: str | os.PathLike, result: DensePoseResult, locator: ChartLocator | None = None) -> Path:
+    """Write `result` as a compressed `.npz` (atomically; with a `surface.ChartLocator`, its SMPL
+    `vertex` map too); returns the path."""
     path = Path(path)
+    arrays = result_arrays(result, locator)
     with atomic_write(path, "wb") as handle:
-        np.savez_compressed(handle, **result_arrays(result))
+        np.savez_compressed(handle, **arrays)
     return path
 
 
@@ -119,4 +129,5 @@ def _result_from_arrays(arrays: dict[str, np.ndarray]) -> DensePoseResult:
     return DensePoseResult(
         image_size=(int(height), int(width)), boxes=arrays["boxes"], scores=arrays["scores"], charts=charts,
         keypoints=arrays.get("keypoints"), track_ids=arrays.get("track_ids"),
+        chart_body=str(arrays["chart_body"]) if "chart_body" in arrays else "smpl",
     )

@@ -14,6 +14,7 @@ import numpy as np
 from ..results import DensePoseResult
 from .apply_net import bbox, dp_contour, dp_iuv_texture, dp_segm, dp_u, dp_v
 from .datasets import controlnet, idm_vton_input, idm_vton_output, magicanimate, viton
+from .surface import smpl_vertices
 from .texture import default_texture_atlas, load_texture_atlas
 
 Render = Callable[[np.ndarray, DensePoseResult], np.ndarray]
@@ -29,6 +30,7 @@ PRESETS: dict[str, Render] = {
     "contour": dp_contour,
     "bbox": bbox,
     "texture": dp_iuv_texture,
+    "smpl": smpl_vertices,
 }
 # Presets made for animation pipelines (driving videos): videos rendered with them are smoothed in
 # time by default (`densepose predict --temporal`).
@@ -36,6 +38,6 @@ ANIMATION_PRESETS: tuple[str, ...] = ("magicanimate",)
 
 __all__ = [
     "ANIMATION_PRESETS", "PRESETS", "Render", "viton", "magicanimate", "controlnet", "dp_segm", "dp_u", "dp_v", "dp_contour",
-    "bbox", "dp_iuv_texture", "idm_vton_input", "idm_vton_output", "default_texture_atlas",
+    "bbox", "dp_iuv_texture", "smpl_vertices", "idm_vton_input", "idm_vton_output", "default_texture_atlas",
     "load_texture_atlas",
 ]

@@ -20,8 +20,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..errors import DensePoseError
 from ..results import ChartResult, DensePoseResult
+from .datasets import check_size
 from .texture import atlas_tiles, default_texture_atlas
 
 ALPHA = 0.7
@@ -87,7 +87,7 @@ def _paint_masked_colormap(canvas: np.ndarray, mask: np.ndarray, matrix: np.ndar
 
 
 def _masked_colormap(image: np.ndarray, result: DensePoseResult, channel: int, value_scale: float) -> np.ndarray:
-    _check_size(image, result)
+    check_size(image, result)
     canvas = gray_canvas(image)
     for chart, box in zip(result.charts, boxes_xywh(result)):
         iuv = chart_iuv_uint8(chart)
@@ -176,7 +176,7 @@ def dp_contour(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
     """apply_net `dp_contour` (its drawing without matplotlib): iso-lines of U then V at the 10
     levels linspace(0, 1, 10) inside each part, coloured PARULA(level * 255), one pixel wide, on
     the gray photo. With matplotlib installed apply_net plots `plt.contour` instead."""
-    _check_size(image, result)
+    check_size(image, result)
     canvas = gray_canvas(image)
     level_colours = cv2.applyColorMap((CONTOUR_LEVELS * 255).astype(np.uint8).reshape(-1, 1), cv2.COLORMAP_PARULA)
     colours_bgr = [tuple(int(c) for c in colour) for colour in level_colours.reshape(-1, 3)]
@@ -190,7 +190,7 @@ def dp_contour(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
 def bbox(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
     """apply_net `bbox`: each box as a 1-pixel rectangle, BGR (18, 127, 15), and its score as
     "{:6.4f}" with the text's baseline at the box's top-left corner, on the gray photo."""
-    _check_size(image, result)
+    check_size(image, result)
     canvas = gray_canvas(image)
     for (x, y, w, h), score in zip(boxes_xywh(result), result.scores):
         cv2.rectangle(canvas, (int(x), int(y)), (int(x + w), int(y + h)), BOX_COLOUR_BGR, 1)
@@ -204,7 +204,7 @@ def dp_iuv_texture(image: np.ndarray, result: DensePoseResult, atlas: np.ndarray
     int(U*(N-1))) of tile p of the atlas (UV clamped to [0, 1]), blended by the texel's alpha,
     on the gray photo. `atlas`: RGB(A) in the layout of `render.texture` (default: the generated
     checkerboard atlas)."""
-    _check_size(image, result)
+    check_size(image, result)
     tiles_rgb, alpha = atlas_tiles(default_texture_atlas() if atlas is None else atlas)
     tiles = tiles_rgb[..., ::-1]  # the canvas is BGR
     last = tiles.shape[1] - 1
@@ -228,9 +228,3 @@ def dp_iuv_texture(image: np.ndarray, result: DensePoseResult, atlas: np.ndarray
             painted[body] = painted[body] * (1 - cover) + tiles[part - 1, texel_y, texel_x] * cover
         canvas[rows, cols] = painted
     return canvas[:, :, ::-1].copy()
-
-
-def _check_size(image: np.ndarray, result: DensePoseResult) -> None:
-    if tuple(image.shape[:2]) != tuple(result.image_size):
-        raise DensePoseError(f"image is {image.shape[1]}x{image.shape[0]} but the result is of a "
-                             f"{result.image_size[1]}x{result.image_size[0]} image")

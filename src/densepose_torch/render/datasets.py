@@ -49,7 +49,7 @@ def viton(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
     These datasets hold one person per photo: `Predictor(..., top_person=True)` (`--top-person`)
     keeps only the best detection.
     `image` only gives the size; the result must be of that image."""
-    _check_size(image, result)
+    check_size(image, result)
     return _colour_parts(result, cv2.COLORMAP_PARULA, (0, 0, 0))
 
 
@@ -57,14 +57,14 @@ def controlnet(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
     """ControlNet DensePose conditioning image: PARULA of I*255/24 on black, every person (the
     preprocessor the ControlNet DensePose models were trained with draws the same colours as
     `viton`)."""
-    _check_size(image, result)
+    check_size(image, result)
     return _colour_parts(result, cv2.COLORMAP_PARULA, (0, 0, 0))
 
 
 def magicanimate(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
     """MagicAnimate motion frame: VIRIDIS of I*255/24 with the colormap's own zero colour,
     RGB (68, 1, 84), as background; every person."""
-    _check_size(image, result)
+    check_size(image, result)
     return _colour_parts(result, cv2.COLORMAP_VIRIDIS, (68, 1, 84))
 
 
@@ -80,7 +80,8 @@ def idm_vton_output(picture: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(picture).resize(IDM_VTON_SIZE, Image.Resampling.BICUBIC))
 
 
-def _check_size(image: np.ndarray, result: DensePoseResult) -> None:
+def check_size(image: np.ndarray, result: DensePoseResult) -> None:
+    """A one-line DensePoseError unless `result` is of an image of `image`'s size (every preset checks)."""
     if tuple(image.shape[:2]) != tuple(result.image_size):
         raise DensePoseError(f"image is {image.shape[1]}x{image.shape[0]} but the result is of a "
                          f"{result.image_size[1]}x{result.image_size[0]} image")

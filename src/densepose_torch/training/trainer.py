@@ -17,6 +17,7 @@ only rank 0 writes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -65,8 +66,12 @@ FINAL = "model_final.pth"
 
 def build_training_model(config: TrainConfig) -> DensePoseRCNN:
     """The model as training starts: detectron2's initialisation, the initial weights if any,
-    frozen stages and (backbone_norm "bn") trainable batch norm; in train mode."""
-    model = build_model(config.model, name=Path(config.output).name)
+    frozen stages and (backbone_norm "bn") trainable batch norm; in train mode. A model that learns
+    from synthetic data alone predicts the synthetic body's charts, and its config says so."""
+    model_config = config.model
+    if all(dataset.synthetic is not None for dataset in config.data.train):
+        model_config = dataclasses.replace(model_config, chart_body="synthetic")
+    model = build_model(model_config, name=Path(config.output).name)
     initialize_weights(model)
     if config.init_weights:
         loaded, left = load_initial_weights(model, config.init_weights)
