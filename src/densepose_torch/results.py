@@ -114,7 +114,7 @@ class DensePoseResult:
         """SMPL maps of every body pixel: vertex, face and barycentric point
         (`densepose_torch.surface.SurfaceMaps`). Needs DensePose's UV_Processed.mat (the [surface]
         extra) and SMPL charts: a result of the synthetic body is refused. Pass a
-        `surface.ChartLocator` when mapping many results (building one takes about a second)."""
+        `surface.ChartLocator` when mapping many results (building one takes about 0.15 s)."""
         from .surface.maps import SmplSurface, require_smpl_charts_of, surface_maps
 
         require_smpl_charts_of(self.chart_body)

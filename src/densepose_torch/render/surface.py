@@ -13,7 +13,7 @@ from .datasets import check_size
 def smpl_vertices(image: np.ndarray, result: DensePoseResult, surface: SmplSurface | None = None) -> np.ndarray:
     """HxWx3 uint8 RGB: body pixels coloured by their SMPL vertex, black elsewhere. Needs a result
     of SMPL charts (zoo models) and the [surface] extra; pass one `surface` for many pictures (building
-    it takes about a second)."""
+    it takes about 0.2 s)."""
     check_size(image, result)
     surface = surface if surface is not None else SmplSurface()
     vertex = surface.maps(result).vertex
