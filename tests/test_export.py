@@ -136,19 +136,38 @@ def test_default_model_matches_exact_path(default_model, default_onnx, backend):
     assert len(other(photo, top_person=True)) == 1
 
 
+@pytest.fixture(scope="module")
+def golden_family(golden_checkpoint, tmp_path_factory):
+    """Factory: a golden family's exact Predictor (GOLDEN_DETECTIONS people at most), its exported
+    file and the exact path's results on each golden image (all people; the golden boxes), made once
+    for both runtimes."""
+    made: dict[str, tuple] = {}
+
+    def make(name: str) -> tuple:
+        if name not in made:
+            model = load_model(golden_checkpoint(name))
+            model.config = dataclasses.replace(model.config, detections_per_image=GOLDEN_DETECTIONS)
+            model.roi_heads.config = model.config
+            exact = Predictor(model)
+            path = export_onnx(model, tmp_path_factory.mktemp("golden_onnx") / f"{name}.onnx")
+            results = {image: (exact(golden_image(image)), exact.predict_boxes(golden_image(image), golden_boxes(image)))
+                       for image in ("astronaut", "noise")}
+            made[name] = (exact, path, results)
+        return made[name]
+
+    return make
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("name", GOLDEN_FAMILIES)
-def test_golden_families_on_the_runtimes(name, backend, golden_checkpoint, tmp_path):
+def test_golden_families_on_the_runtimes(name, backend, golden_family):
     pytest.importorskip(backend)
-    model = load_model(golden_checkpoint(name))
-    model.config = dataclasses.replace(model.config, detections_per_image=GOLDEN_DETECTIONS)
-    model.roi_heads.config = model.config
-    exact = Predictor(model)
-    other = Predictor(export_onnx(model, tmp_path / f"{name}.onnx"), backend=backend)
-    assert other.config == model.config
+    exact, path, exact_results = golden_family(name)
+    other = Predictor(path, backend=backend)
+    assert other.config == exact.config
     for image in ("astronaut", "noise"):
         photo = golden_image(image)
-        a, b = exact(photo), other(photo)
+        a, b = exact_results[image][0], other(photo)
         deep = name.startswith("R_101")
         if (name, image) not in UNSTABLE_DETECTIONS:
             assert_same_detections(a, b, median_box_tol=DEEP_MEDIAN_BOX_TOL if deep else BOX_TOL,
@@ -157,8 +176,7 @@ def test_golden_families_on_the_runtimes(name, backend, golden_checkpoint, tmp_p
         # charts on the graph's own boxes, so that box drift is not counted as chart change
         labels, uv = chart_agreement(exact.predict_boxes(photo, b.boxes), b, relative=True)
         assert labels >= LABEL_AGREEMENT and uv <= UV_TOL, (image, labels, uv)
-        boxes = golden_boxes(image)
-        a, b = exact.predict_boxes(photo, boxes), other.predict_boxes(photo, boxes)
+        a, b = exact_results[image][1], other.predict_boxes(photo, golden_boxes(image))
         labels, uv = chart_agreement(a, b, relative=True)
         assert labels >= LABEL_AGREEMENT and uv <= UV_TOL, (image, labels, uv)
 

@@ -183,7 +183,7 @@ def test_npz_output_holds_the_arrays(client, photo, expected):
         assert str(archive["format"]) == "densepose-torch-npz/1"
 
 
-@pytest.mark.parametrize("preset", ["segm", "viton", "bbox"])
+@pytest.mark.parametrize("preset", ["segm", "viton", "bbox", "smpl"])
 def test_render_output_is_the_presets_picture(client, photo, expected, preset):
     response = client.post(f"/v1/predict?output={preset}&min_score=0", content=png_of(photo))
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"

@@ -35,6 +35,7 @@ from .. import __version__
 from ..errors import DensePoseError
 from ..inference import Predictor
 from ..results import DensePoseResult
+from ..surface import SmplSurface
 from . import legacy, metrics, replies
 from .batching import BatchQueue
 from .errors import ServiceError
@@ -178,6 +179,7 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
     `on_load_failure(message)` is called (the CLI stops the server)."""
     slot = _ModelSlot()
     counters = metrics.Metrics()
+    surface = SmplSurface()  # for the smpl output; loaded on its first request
 
     def run_batch(requests: Sequence[_Prediction]) -> list[DensePoseResult]:
         return _run_predictions(slot.require(), requests)
@@ -323,7 +325,7 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
             data = await run_in_threadpool(replies.iuv_png_bytes, result)
             headers["Content-Disposition"] = f'inline; filename="{stem}_IUV.png"'
             return Response(data, media_type="image/png", headers=headers)
-        data = await run_in_threadpool(replies.render_png_bytes, output, image, result)
+        data = await run_in_threadpool(replies.render_png_bytes, output, image, result, surface)
         headers["Content-Disposition"] = f'inline; filename="{stem}_{output}.png"'
         return Response(data, media_type="image/png", headers=headers)
 

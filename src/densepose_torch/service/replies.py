@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import functools
 import io
 
 import cv2
@@ -21,7 +22,9 @@ from ..io.coco_results import result_to_records
 from ..io.iuv_png import iuv_array
 from ..io.npz import result_arrays
 from ..render import PRESETS
+from ..render.surface import smpl_vertices
 from ..results import DensePoseResult
+from ..surface import SmplSurface
 
 ARRAY_OUTPUTS = ("json", "iuv", "npz")
 OUTPUTS = (*ARRAY_OUTPUTS, *PRESETS)
@@ -51,6 +54,8 @@ def npz_bytes(result: DensePoseResult) -> bytes:
     return buffer.getvalue()
 
 
-def render_png_bytes(preset: str, image: np.ndarray, result: DensePoseResult) -> bytes:
-    """PNG of the preset's RGB picture of `result` on `image`."""
-    return png_bytes(PRESETS[preset](image, result)[:, :, ::-1])
+def render_png_bytes(preset: str, image: np.ndarray, result: DensePoseResult, surface: SmplSurface | None = None) -> bytes:
+    """PNG of the preset's RGB picture of `result` on `image`; the `smpl` preset draws with
+    `surface` (one per service, so that its index is built once)."""
+    render = functools.partial(smpl_vertices, surface=surface) if preset == "smpl" else PRESETS[preset]
+    return png_bytes(render(image, result)[:, :, ::-1])
