@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import DensePoseError
+
 
 def positive(kind: type = int) -> Callable[[str], int | float]:
     """argparse type: a finite number of `kind` (int or float) above 0, with a one-line error otherwise."""
@@ -20,6 +22,12 @@ def positive(kind: type = int) -> Callable[[str], int | float]:
         return value
 
     return parse
+
+
+def check_min_score(value: float) -> None:
+    """A one-line DensePoseError unless --min-score is a score, 0 to 1."""
+    if not 0.0 <= value <= 1.0:
+        raise DensePoseError(f"--min-score must be between 0 and 1, not {value}")
 
 
 PRECISION_HELP = "exact (default) reproduces detectron2's float32 arithmetic; fast runs the whole network in bfloat16 where the CPU or GPU supports it (fp32 and bf16 are accepted as the earlier names)"

@@ -51,7 +51,7 @@ from ..surface.atlas import atlas_chart_body
 from ..surface.smpl import INSTALL_HINT
 from ..video import TEMPORAL_MODES, TemporalSmoother, Tracker
 from ..video.clip import CLIP_PRESETS, ClipSpec, boxes_by_track, crop_square, main_track_boxes, plan_crop, resample_indices
-from .arguments import ModelChoice, add_backend_argument, add_model_file_arguments, add_precision_argument, positive
+from .arguments import ModelChoice, add_backend_argument, add_model_file_arguments, add_precision_argument, check_min_score, positive
 
 ARRAY_OUTPUTS = ("npz", "iuv", "json")
 LAYOUTS = ("folders", "beside", "viton")
@@ -352,7 +352,7 @@ class Job:
         stem = item.output_stem
         render_paths = plan.video_render_paths(stem)
         manifest = plan.video_manifest_path(stem)
-        if not plan.overwrite and all(path.exists() for path in render_paths.values()) and (manifest is None or manifest.exists()):
+        if not plan.needs_writing([*render_paths.values(), *([manifest] if manifest else [])]):
             self.skipped += 1
             return
         info = probe_video(item.path, plan.folder_fps)
@@ -449,8 +449,7 @@ def _check_combination(args: argparse.Namespace, outputs: list[str]) -> None:
                              "give one --render preset and no --outputs (run again for other outputs)")
     if args.texture_atlas and "texture" not in args.render:
         raise DensePoseError("--texture-atlas is for --render texture")
-    if not 0.0 <= args.min_score <= 1.0:
-        raise DensePoseError(f"--min-score must be between 0 and 1, not {args.min_score}")
+    check_min_score(args.min_score)
     if (args.clip_size or args.clip_fps) and not args.clip:
         raise DensePoseError("--clip-size and --clip-fps set the size and rate of --clip videos: give --clip too")
     if args.clip and (args.layout == "viton" or args.idm_vton):
@@ -461,10 +460,11 @@ def _smpl_surface(args: argparse.Namespace) -> SmplSurface | None:
     """DensePose's SMPL charts when the run needs them (--surface-maps, the smpl render) or has them
     (--smpl-charts, the [surface] extra installed: npz files then get vertex maps); a one-line error
     when asked for and absent."""
+    installed = find_uv_processed() is not None
     asked = args.surface_maps or "smpl" in args.render
-    if not (asked or args.smpl_charts or find_uv_processed() is not None):
+    if not (asked or args.smpl_charts or installed):
         return None
-    if args.smpl_charts is None and find_uv_processed() is None:
+    if args.smpl_charts is None and not installed:
         raise DensePoseError(INSTALL_HINT)
     return SmplSurface(args.smpl_charts)
 

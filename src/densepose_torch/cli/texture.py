@@ -16,7 +16,7 @@ from ..render.texture import DEFAULT_TILE_SIZE
 from ..surface import load_smpl_charts, require_smpl_charts_of
 from ..surface.atlas import AtlasAccumulator, unwrap_inputs, write_atlas
 from ..surface.smpl_texture import atlas_to_smpl, load_smpl_uv, smpl_texture_map
-from .arguments import ModelChoice, add_model_file_arguments, add_precision_argument, positive
+from .arguments import ModelChoice, add_model_file_arguments, add_precision_argument, check_min_score, positive
 from .predict import build_predictor
 
 EXAMPLES = """\
@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix.lower() != ".png" or (args.smpl_texture and Path(args.smpl_texture).suffix.lower() != ".png"):
         raise DensePoseError("atlases are written as .png (their holes are alpha 0)")
-    if not 0.0 <= args.min_score <= 1.0:
-        raise DensePoseError(f"--min-score must be between 0 and 1, not {args.min_score}")
+    check_min_score(args.min_score)
     resolve_device(args.device)
     items = expand_inputs(args.inputs, args.recursive)
     if args.smpl_texture:

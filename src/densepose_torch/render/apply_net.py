@@ -22,7 +22,7 @@ import numpy as np
 
 from ..results import ChartResult, DensePoseResult
 from .datasets import check_size
-from .texture import atlas_tiles, default_texture_atlas
+from .texture import atlas_tiles, default_texture_atlas, texel_in_tile
 
 ALPHA = 0.7
 PART_VALUE_SCALE = 255.0 / 24
@@ -207,7 +207,7 @@ def dp_iuv_texture(image: np.ndarray, result: DensePoseResult, atlas: np.ndarray
     check_size(image, result)
     tiles_rgb, alpha = atlas_tiles(default_texture_atlas() if atlas is None else atlas)
     tiles = tiles_rgb[..., ::-1]  # the canvas is BGR
-    last = tiles.shape[1] - 1
+    tile_size = tiles.shape[1]
     canvas = gray_canvas(image)
     for chart, box in zip(result.charts, boxes_xywh(result)):
         x, y, w, h = _integer_box(box)
@@ -216,14 +216,13 @@ def dp_iuv_texture(image: np.ndarray, result: DensePoseResult, atlas: np.ndarray
             continue
         rows, cols, box_rows, box_cols = window
         labels = chart.labels[box_rows, box_cols]
-        uv = np.clip(chart.uv[:, box_rows, box_cols].astype(np.float32), 0, 1)
+        uv = chart.uv[:, box_rows, box_cols]
         painted = canvas[rows, cols].copy()
         for part in range(1, 25):
             body = labels == part
             if not body.any():
                 continue
-            texel_x = (uv[0][body] * last).astype(np.int64)
-            texel_y = ((1 - uv[1][body]) * last).astype(np.int64)
+            texel_y, texel_x = texel_in_tile(uv[0][body], uv[1][body], tile_size)
             cover = alpha[part - 1, texel_y, texel_x][:, None]
             painted[body] = painted[body] * (1 - cover) + tiles[part - 1, texel_y, texel_x] * cover
         canvas[rows, cols] = painted

