@@ -6,7 +6,8 @@
 Pastes the detections scoring above --min-score into a part map, as the training evaluation
 does, and prints: the share of ground-truth body pixels the model calls body (recall), the share
 of its body pixels that are body (precision), the share of pixels found on both sides that get the
-right part, the fine-part mIoU, and the commonest part confusions.
+right part, the fine-part mIoU, the commonest part confusions, and for every left/right pair (and
+the torso's back/front) how often one side is called the other.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import numpy as np
 
 from densepose_torch import DensePoseError, Predictor, load_model
 from densepose_torch.synthetic.dataset import dense_truth_path, read_dense
-from densepose_torch.training.evaluation import NUM_LABELS, part_confusion, part_miou
+from densepose_torch.synthetic.parts import PART_NAMES
+from densepose_torch.training.evaluation import NUM_LABELS, left_right_confusion, part_confusion, part_miou
 
 
 def main() -> None:
@@ -59,6 +61,9 @@ def main() -> None:
     for flat in np.argsort(-wrong, axis=None)[: args.top]:
         true, called = np.unravel_index(flat, wrong.shape)
         print(f"  I={true + 1:2d} called I={called + 1:2d}  {wrong[true, called]:.2f}")
+    print("mirror confusions (share of a pair's pixels labelled within the pair that got the other side):")
+    for a, b, share in left_right_confusion(confusion):
+        print(f"  I={a:2d} / I={b:2d}  {share:.3f}  {PART_NAMES[a]} / {PART_NAMES[b]}")
 
 
 if __name__ == "__main__":

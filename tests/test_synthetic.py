@@ -413,7 +413,7 @@ def test_cli_synth(tmp_path, capsys):
     assert "1 images" in capsys.readouterr().out
     COCO(str(tmp_path / "c" / "annotations.json"))
     bad = parser.parse_args(["synth", "--count", "1", "--out", str(tmp_path / "c"), "--backgrounds", str(tmp_path / "nope")])
-    with pytest.raises(DensePoseError, match="no such folder"):
+    with pytest.raises(DensePoseError, match="no such background folder"):
         bad.handler(bad)
     with pytest.raises(SystemExit):
         parser.parse_args(["synth", "--count", "0", "--out", str(tmp_path / "c")])

@@ -51,8 +51,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--seed", type=_at_least(0), default=0, help="random seed (default 0)")
     parser.add_argument("--size", type=_at_least(32), default=512, metavar="PX", help="image side in pixels (default 512)")
-    parser.add_argument("--backgrounds", type=Path, metavar="DIR",
-                        help="folder of background pictures (used for 80%% of the images; default: procedural only)")
+    parser.add_argument("--backgrounds", metavar="DIR",
+                        help="folder of background pictures, or scikit-image for the people-free photographs bundled "
+                             "with scikit-image (used for 80%% of the images; default: procedural only)")
+    parser.add_argument("--look", default="plain", metavar="{plain,photo}",
+                        help="plain (default) or photo: distractor objects, 10%% of scenes with nobody, colour casts, "
+                             "lost resolution, motion blur and JPEG artefacts, as in real photographs")
     parser.add_argument("--points", type=_at_least(1), default=100, metavar="N",
                         help="DensePose points per annotated person (default 100, as DensePose-COCO)")
     parser.add_argument("--workers", type=_at_least(1), default=min(2, os.cpu_count() or 1), metavar="N",
@@ -70,9 +74,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..synthetic.dataset import SynthJob, write_clips, write_dataset
 
-    if args.backgrounds is not None and not args.backgrounds.is_dir():
-        raise DensePoseError(f"--backgrounds: no such folder: {args.backgrounds}")
-    job = SynthJob(out=args.out, seed=args.seed, size=args.size, backgrounds=args.backgrounds, num_points=args.points, fps=args.fps)
+    if args.video and args.look != "plain":
+        raise DensePoseError("--look photo is for still images; clips are rendered with the plain look")
+    job = SynthJob(out=args.out, seed=args.seed, size=args.size, backgrounds=args.backgrounds, num_points=args.points, fps=args.fps,
+                   look=args.look)
     if args.video:
         summary = write_clips(job, args.count, args.frames, overwrite=args.overwrite, workers=args.workers)
         print(f"{summary['clips']} clips of {args.frames} frames ({summary['rendered']} frames rendered now), "

@@ -18,6 +18,7 @@ from pycocotools import mask as mask_utils
 
 from ..errors import DensePoseError
 from ..modeling.cascade import NUM_KEYPOINTS
+from .dense_truth import BoxDenseTruth
 
 DP_POINT_KEYS = ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")
 DP_MASK_SIZE = 256  # dp_masks and dp_x/dp_y live in the box scaled to 256 x 256
@@ -43,6 +44,8 @@ class PersonAnnotation:
     points: DensePosePoints | None
     masks: Any = None  # the `dp_masks` value (14 RLEs, or one RLE = a binary mask), None if absent
     keypoints: np.ndarray | None = None  # (17, 3) float32 COCO keypoints: x, y (continuous pixels), visibility
+    instance_id: int | None = None  # the person's value in a synthetic set's dense instance map
+    dense: BoxDenseTruth | None = None  # every body pixel's truth, when the set has it and training asks for it
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ def person_from_annotation(ann: dict) -> PersonAnnotation:
         points=_points(ann),
         masks=masks if masks else None,
         keypoints=_keypoints(ann),
+        instance_id=ann["instance_id"] if isinstance(ann.get("instance_id"), int) else None,
     )
 
 

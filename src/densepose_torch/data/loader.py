@@ -10,6 +10,8 @@ process with B.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +19,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DensePoseError
 from ..io.images import read_image
+from ..results import DenseMaps
+from .dense_truth import box_dense_truth
 from .densepose_coco import ImageRecord, PersonAnnotation, person_from_annotation
 from .mapper import Augmentation, TrainingSample, map_sample
 
@@ -24,12 +28,15 @@ ImageSource = Callable[[int], tuple[np.ndarray, tuple[PersonAnnotation, ...]]]
 
 
 class RecordSource:
-    """Images of DensePose-COCO records read from disk: index -> (H, W, 3) BGR, persons."""
+    """Images of DensePose-COCO records read from disk: index -> (H, W, 3) BGR, persons. With
+    `dense_paths` (one dense ground-truth file per record, synthetic sets) every person with
+    DensePose points also carries the truth of all its body pixels."""
 
-    def __init__(self, records: list[ImageRecord]):
+    def __init__(self, records: list[ImageRecord], dense_paths: list[Path] | None = None):
         if not records:
             raise DensePoseError("the training set has no usable image (none with DensePose annotations)")
         self.records = records
+        self.dense_paths = dense_paths
 
     def __len__(self) -> int:
         return len(self.records)
@@ -39,15 +46,22 @@ class RecordSource:
         rgb = read_image(record.path)
         if rgb.shape[:2] != (record.height, record.width):
             raise DensePoseError(f"{record.path} is {rgb.shape[1]}x{rgb.shape[0]}, the annotations say {record.width}x{record.height}")
-        return np.ascontiguousarray(rgb[:, :, ::-1]), record.persons
+        persons = record.persons
+        if self.dense_paths is not None:
+            from ..synthetic.dataset import read_dense
+
+            persons = with_dense_truth(persons, read_dense(self.dense_paths[index]))
+        return np.ascontiguousarray(rgb[:, :, ::-1]), persons
 
 
 class SyntheticSource:
     """Scenes rendered on the fly: image `index` is the scene of seed (seed, index), annotated
     as `densepose synth` annotates it (the renderer is built on first use, in each worker)."""
 
-    def __init__(self, size: int, seed: int, count: int, num_points: int = 100, backgrounds: str | None = None):
+    def __init__(self, size: int, seed: int, count: int, num_points: int = 100, backgrounds: str | None = None,
+                 look: str = "plain", dense: bool = False):
         self.size, self.seed, self.count, self.num_points, self.backgrounds = size, seed, count, num_points, backgrounds
+        self.look, self.dense = look, dense
         self._generator = None
 
     def __len__(self) -> int:
@@ -55,19 +69,30 @@ class SyntheticSource:
 
     def __call__(self, index: int) -> tuple[np.ndarray, tuple[PersonAnnotation, ...]]:
         from ..synthetic.coco import annotate_scene
-        from ..synthetic.scene import SceneGenerator
+        from ..synthetic.scene import SceneConfig, SceneGenerator
 
         if self._generator is None:
-            self._generator = SceneGenerator(self.size, backgrounds=self.backgrounds)
+            self._generator = SceneGenerator(self.size, backgrounds=self.backgrounds, config=SceneConfig(self.size, look=self.look))
         scene = self._generator.render((self.seed, index))
         rng = np.random.default_rng(np.random.SeedSequence((self.seed, index, 1)))
         persons = tuple(person_from_annotation(ann) for ann in annotate_scene(scene, rng, self.num_points))
+        if self.dense:
+            persons = with_dense_truth(persons, DenseMaps(scene.I, scene.U, scene.V, scene.instance))
         return np.ascontiguousarray(scene.image[:, :, ::-1]), persons
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_generator"] = None  # workers build their own
         return state
+
+
+def with_dense_truth(persons: tuple[PersonAnnotation, ...], maps: DenseMaps) -> tuple[PersonAnnotation, ...]:
+    """`persons` with the dense truth of each one that has DensePose points and an instance id
+    (the others stay as they are: they train the detector only)."""
+    return tuple(
+        replace(person, dense=box_dense_truth(maps, person.instance_id, person.box))
+        if person.points is not None and person.instance_id is not None else person
+        for person in persons)
 
 
 class TrainingDataset(Dataset):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .dense_truth import BoxDenseTruth, flip_dense_truth
 from .densepose_coco import DP_MASK_SIZE, NUM_KEYPOINTS, PersonAnnotation, decode_coarse_segmentation
 from .transforms import (
     FlipSymmetry,
@@ -42,6 +43,7 @@ class InstanceDensePose:
     u: np.ndarray  # (P,) float32
     v: np.ndarray  # (P,) float32
     coarse_segm: np.ndarray | None  # (256, 256) uint8 coarse part map, None without dp_masks
+    dense: BoxDenseTruth | None = None  # every body pixel's part, U, V (dense training sets)
 
 
 @dataclass
@@ -91,10 +93,13 @@ def person_densepose(person: PersonAnnotation, flip: bool, symmetry: FlipSymmetr
         return None
     x, y, parts, u, v = points.x, points.y, points.parts, points.u, points.v
     segm = decode_coarse_segmentation(person.masks) if person.masks is not None else None
+    dense = person.dense
     if flip:
         x = (DP_MASK_SIZE - x).astype(np.float32)
         parts, u, v = symmetry.flip_points(parts, u, v)
         if segm is not None:
             # A single RLE is a plain person mask: mirrored, with no part labels to swap.
             segm = segm[:, ::-1].copy() if isinstance(person.masks, dict) else flip_coarse_segmentation(segm)
-    return InstanceDensePose(x.copy(), y.copy(), parts.copy(), u.copy(), v.copy(), segm)
+        if dense is not None:
+            dense = flip_dense_truth(dense, symmetry.flip_points)
+    return InstanceDensePose(x.copy(), y.copy(), parts.copy(), u.copy(), v.copy(), segm, dense)

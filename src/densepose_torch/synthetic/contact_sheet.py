@@ -2,8 +2,9 @@
 
     python -m densepose_torch.synthetic.contact_sheet docs/images
 
-writes docs/images/synthetic_samples.png (rendered scenes with their I, U and V maps) and
-docs/images/synthetic_charts.png (the body's 24 parts and a UV checkerboard, front and back).
+writes docs/images/synthetic_samples.png (rendered scenes with their I, U and V maps),
+docs/images/synthetic_charts.png (the body's 24 parts and a UV checkerboard, front and back) and
+docs/images/synthetic_photo_samples.png (scenes of the photo look over scikit-image's photographs).
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import numpy as np
 from ..io.atomic import atomic_path
 from .body import BodyModel, load_body
 from .raster import rasterize
-from .scene import SceneGenerator
+from .backgrounds import SCIKIT_IMAGE
+from .scene import SceneConfig, SceneGenerator
 
 
 def part_palette() -> np.ndarray:
@@ -41,9 +43,10 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
     return tile
 
 
-def make_contact_sheet(seeds: list[int], size: int = 256) -> np.ndarray:
-    """(len(seeds) * size, 4 * size, 3) RGB: image, I, U, V of one scene per row."""
-    generator = SceneGenerator(size=size)
+def make_contact_sheet(seeds: list[int], size: int = 256, generator: SceneGenerator | None = None) -> np.ndarray:
+    """(len(seeds) * size, 4 * size, 3) RGB: image, I, U, V of one scene per row (scenes of
+    `generator`, by default the plain look without background pictures)."""
+    generator = SceneGenerator(size=size) if generator is None else generator
     palette = part_palette()
     rows = []
     for row, seed in enumerate(seeds):
@@ -101,11 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the synthetic-data pictures of the docs.")
     parser.add_argument("folder", type=Path, help="output folder, e.g. docs/images")
     parser.add_argument("--seeds", type=int, nargs="+", default=[6, 9, 19, 23])
+    parser.add_argument("--photo-seeds", type=int, nargs="+", default=[2, 5, 11, 14],
+                        help="scenes of the photo look over the scikit-image backgrounds (needs the [train] extra)")
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args(argv)
     _save(args.folder / "synthetic_samples.png", make_contact_sheet(args.seeds, args.size))
     _save(args.folder / "synthetic_charts.png", make_chart_sheet())
-    print(f"wrote {args.folder / 'synthetic_samples.png'} and {args.folder / 'synthetic_charts.png'}")
+    photo = SceneGenerator(args.size, backgrounds=SCIKIT_IMAGE, config=SceneConfig(args.size, look="photo"))
+    _save(args.folder / "synthetic_photo_samples.png", make_contact_sheet(args.photo_seeds, args.size, photo))
+    print(f"wrote synthetic_samples.png, synthetic_charts.png and synthetic_photo_samples.png in {args.folder}")
     return 0
 
 

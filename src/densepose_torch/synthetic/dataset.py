@@ -35,7 +35,8 @@ from ..results import DenseMaps
 from .body import BODY_CHARTS_PATH
 from .clips import ClipConfig, ClipRenderer
 from .coco import PERSON_CATEGORY, annotate_scene
-from .scene import Scene, SceneGenerator, list_backgrounds
+from .backgrounds import SCIKIT_IMAGE
+from .scene import Scene, SceneConfig, SceneGenerator, list_backgrounds
 
 UV_SCALE = 65535  # dense U and V are stored as uint16 round(U * UV_SCALE)
 FORMAT_VERSION = 1
@@ -47,15 +48,17 @@ class SynthJob:
     out: Path
     seed: int
     size: int
-    backgrounds: Path | None = None
+    backgrounds: str | Path | None = None  # a folder, or the bundled set "scikit-image"
     num_points: int = 100
     clip: int | None = None  # the images are the frames of clip number `clip` of the seed
     fps: float = DEFAULT_FPS  # of a clip
+    look: str = "plain"  # SceneConfig.look
 
 
 def scene_source(job: SynthJob) -> Callable[[int], Scene]:
     """Image index -> rendered scene, for a still dataset or a clip."""
-    generator = SceneGenerator(job.size, backgrounds=job.backgrounds)
+    backgrounds = str(job.backgrounds) if job.backgrounds is not None else None
+    generator = SceneGenerator(job.size, backgrounds=backgrounds, config=SceneConfig(size=job.size, look=job.look))
     if job.clip is None:
         return lambda index: generator.render((job.seed, index))
     return ClipRenderer(generator, (job.seed, job.clip), ClipConfig(fps=job.fps)).frame
@@ -234,7 +237,9 @@ def write_reproducible_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray
 
 def _config(job: SynthJob) -> dict:
     backgrounds = None
-    if job.backgrounds is not None:
+    if job.backgrounds is not None and str(job.backgrounds) == SCIKIT_IMAGE:
+        backgrounds = [f"{SCIKIT_IMAGE}:{p.name}" for p in list_backgrounds(SCIKIT_IMAGE)]
+    elif job.backgrounds is not None:
         root = Path(job.backgrounds)
         backgrounds = [str(p.relative_to(root)) for p in list_backgrounds(root)]
     config = {
@@ -247,6 +252,8 @@ def _config(job: SynthJob) -> dict:
     }
     if job.clip is not None:
         config.update(clip=job.clip, fps=job.fps)
+    if job.look != "plain":  # absent for the plain look, so that sets made before looks existed still resume
+        config["look"] = job.look
     return config
 
 

@@ -12,9 +12,9 @@ other. Everything random comes from one numpy Generator seeded by `seed`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence, get_args
 
 import cv2
 import numpy as np
@@ -30,9 +30,14 @@ from .appearance import (
     random_outfit,
     shade,
 )
+from .backgrounds import SCIKIT_IMAGE, bundled_backgrounds
 from .body import BodyModel, load_body
+from .photo import EMPTY_SCENE_PROBABILITY, add_distractors, degrade, jitter_colours
 from .poses import sample_pose
 from .raster import rasterize
+
+SceneLook = Literal["plain", "photo"]
+SCENE_LOOKS: tuple[str, ...] = get_args(SceneLook)
 
 # Probabilities of 1, 2, 3 and 4 people in an image.
 PERSON_COUNT_PROBABILITIES = (0.35, 0.3, 0.2, 0.15)
@@ -46,6 +51,7 @@ class SceneConfig:
     camera_pitch_degrees: tuple[float, float] = (-20.0, 8.0)  # negative looks down
     person_height_fraction: tuple[float, float] = (0.2, 1.2)  # standing height / image height, log-uniform
     keypoint_occlusion_tolerance: float = 0.15  # metres in front of a keypoint before it counts as hidden
+    look: SceneLook = "plain"  # "photo": distractors, empty scenes, camera defects (synthetic.photo)
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,8 @@ class SceneGenerator:
         if int(size) < 32:
             raise DensePoseError(f"image size must be at least 32 pixels, got {size}")
         self.config = SceneConfig(size=int(size)) if config is None else config
+        if self.config.look not in SCENE_LOOKS:
+            raise DensePoseError(f"unknown scene look {self.config.look!r} (known: {', '.join(SCENE_LOOKS)})")
         self.body = body if body is not None else load_body()
         self.landmarks = body_landmarks(self.body)
         self.backgrounds = list_backgrounds(backgrounds)
@@ -118,6 +126,9 @@ class SceneGenerator:
         size = self.config.size
         camera = self.random_camera(rng)
         wanted = int(rng.choice(len(PERSON_COUNT_PROBABILITIES), p=PERSON_COUNT_PROBABILITIES)) + 1
+        photo = self.config.look == "photo"  # the plain look draws nothing more, so its seeds keep their bytes
+        if photo and rng.random() < EMPTY_SCENE_PROBABILITY:
+            wanted = 0
         people: list[_Person] = []
         for _ in range(wanted):
             for _attempt in range(12):
@@ -127,10 +138,14 @@ class SceneGenerator:
                     break
 
         background = random_background(rng, size, size, size / 2 + camera.focal * np.tan(camera.pitch), self.backgrounds)
+        if photo:
+            background = add_distractors(rng, jitter_colours(rng, background), self.backgrounds)
         light = random_lighting(rng)
         if not people:
-            return _empty_scene(_finish(rng, background))
-        return self.draw(camera, people, background, light, rng)
+            image = _finish(rng, background)
+            return _empty_scene(degrade(rng, image) if photo else image)
+        scene = self.draw(camera, people, background, light, rng)
+        return replace(scene, image=degrade(rng, scene.image)) if photo else scene
 
     def random_camera(self, rng: np.random.Generator) -> Camera:
         """A camera of random field of view, pitch, roll and height, at the world origin."""
@@ -273,14 +288,19 @@ def render_scene(seed: int | Sequence[int], size: int = 512) -> Scene:
 
 
 def list_backgrounds(backgrounds: str | Path | Sequence[str | Path] | None) -> list[Path]:
-    """Image files of a background folder (sorted, so a seed means the same picture), or the
-    given list."""
+    """Image files of a background folder (sorted, so a seed means the same picture), of the
+    bundled set `scikit-image` (synthetic.backgrounds), or the given list."""
     if backgrounds is None:
         return []
+    if isinstance(backgrounds, str) and backgrounds == SCIKIT_IMAGE:
+        if Path(backgrounds).exists():
+            raise DensePoseError(f"--backgrounds {backgrounds} is both a folder here and the name of the bundled set; "
+                                 f"write ./{backgrounds} for the folder, or run elsewhere for the set")
+        return bundled_backgrounds(backgrounds)
     if isinstance(backgrounds, (str, Path)):
         folder = Path(backgrounds)
         if not folder.is_dir():
-            raise DensePoseError(f"background folder not found: {folder}")
+            raise DensePoseError(f"no such background folder: {folder} (nor is it a bundled set: {SCIKIT_IMAGE})")
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         if not files:
             raise DensePoseError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in background folder {folder}")

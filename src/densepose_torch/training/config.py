@@ -37,7 +37,8 @@ class SyntheticDatasetConfig:
     seed: int = 0
     size: int = 512
     num_points: int = 100
-    backgrounds: str | None = None
+    backgrounds: str | None = None  # a folder of pictures, or scikit-image (synthetic.backgrounds)
+    look: Literal["plain", "photo"] = "plain"  # synthetic.scene.SceneConfig.look
     cache: str | None = None
 
 
@@ -48,6 +49,13 @@ class DatasetConfig:
     annotations: str | None = None
     images: str | None = None
     synthetic: SyntheticDatasetConfig | None = None
+    # Train the chart head on every body pixel's part, U and V (the dense ground truth of a set
+    # written by `densepose synth`) instead of on the annotated points.
+    dense: bool = False
+    # Keep images in which nobody is annotated (detectron2 drops them, as a COCO image without
+    # annotations may still show people): right for synthetic sets, where everyone is annotated,
+    # and the only images that show the detector nothing but things that are not people.
+    keep_empty: bool = False
 
     def __post_init__(self) -> None:
         on_disk = self.annotations is not None or self.images is not None
@@ -113,6 +121,11 @@ class LossConfig:
     index_weight: float = 5.0  # coarse segmentation ("S"); 2.0 legacy
     part_weight: float = 1.0  # fine segmentation ("I"); 0.3 legacy
     point_weight: float = 0.01  # U/V; 0.1 legacy, 0.0005 with UV confidence
+    # Dense sets (DatasetConfig.dense): the I, U and V losses are weighted means over the body
+    # pixels of the ROIs, each pixel weighted by (pixels of its part in the batch) ** -balance:
+    # 0 counts pixels (the torso dominates), 1 makes every part count the same.
+    dense_part_balance: float = 0.5
+    dense_uv_weight: float = 30.0  # U/V against I (weight part_weight), as point_weight is for points
     uv_confidence_epsilon: float = 0.01
     mask_weight: float = 1.0  # cascade mask branch (model.cascade_mask), each stage
     keypoint_weight: float = 1.0  # cascade keypoint branch (model.cascade_keypoints), each stage

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.densepose_coco import PersonAnnotation, read_records, training_records
+from ..data.densepose_coco import ImageRecord, PersonAnnotation, load_annotation_file, read_records, training_records
 from ..data.loader import RecordSource, SyntheticSource
 from ..errors import DensePoseError
 from .config import DatasetConfig, SyntheticDatasetConfig
@@ -20,8 +20,8 @@ def write_synthetic_cache(synthetic: SyntheticDatasetConfig, progress: bool = Tr
     from ..synthetic.dataset import SynthJob, write_dataset
 
     out = Path(synthetic.cache)
-    job = SynthJob(out=out, seed=synthetic.seed, size=synthetic.size,
-                   backgrounds=Path(synthetic.backgrounds) if synthetic.backgrounds else None, num_points=synthetic.num_points)
+    job = SynthJob(out=out, seed=synthetic.seed, size=synthetic.size, backgrounds=synthetic.backgrounds,
+                   num_points=synthetic.num_points, look=synthetic.look)
     write_dataset(job, synthetic.count, workers=1, progress=progress)
     return out / "annotations.json", out / "images"
 
@@ -61,10 +61,27 @@ def training_source(datasets: tuple[DatasetConfig, ...]) -> ConcatSource:
         files = dataset_files(dataset, write=False)
         if files is None:
             s = dataset.synthetic
-            sources.append(SyntheticSource(s.size, s.seed, s.count, s.num_points, s.backgrounds))
-        else:
-            records = training_records(read_records(*files))
-            if not records:
-                raise DensePoseError(f"{files[0]} has no image with DensePose annotations to train on")
-            sources.append(RecordSource(records))
+            sources.append(SyntheticSource(s.size, s.seed, s.count, s.num_points, s.backgrounds, s.look, dataset.dense))
+            continue
+        records = read_records(*files)
+        if not dataset.keep_empty:
+            records = training_records(records)
+        if not records or not any(record.has_densepose for record in records):
+            raise DensePoseError(f"{files[0]} has no image with DensePose annotations to train on")
+        sources.append(RecordSource(records, dense_truth_paths(files[0], records) if dataset.dense else None))
     return ConcatSource(sources)
+
+
+def dense_truth_paths(annotations: Path, records: list[ImageRecord]) -> list[Path]:
+    """The dense ground-truth file of every record of a set written by `densepose synth`."""
+    from ..synthetic.dataset import dense_truth_path
+
+    data = load_annotation_file(annotations)
+    paths = []
+    for record in records:
+        path = dense_truth_path(annotations, data, record.path.name)
+        if path is None or not path.is_file():
+            raise DensePoseError(f"{annotations}: dense: true needs a set written by densepose synth "
+                                 f"(no dense ground truth for {record.path.name})")
+        paths.append(path)
+    return paths

@@ -42,6 +42,20 @@ def part_miou(confusion: np.ndarray) -> float | None:
     return float(np.mean(intersection[present] / union[present])) if present.any() else None
 
 
+def left_right_confusion(confusion: np.ndarray) -> list[tuple[int, int, float]]:
+    """For every pair of mirror parts (a, b), a < b (left/right; the torso's and head's pairs
+    are back/front and right/left as DensePose numbers them): the share of the pair's true
+    body pixels, labelled as one of the two, that got the other one. NaN if neither occurs."""
+    from ..synthetic.parts import PART_SYMMETRY
+
+    pairs = []
+    for a, b in sorted({tuple(sorted((p, q))) for p, q in enumerate(PART_SYMMETRY) if p > 0 and p != q} | {(1, 2)}):
+        swapped = confusion[a, b] + confusion[b, a]
+        total = swapped + confusion[a, a] + confusion[b, b]
+        pairs.append((a, b, float(swapped / total) if total else float("nan")))
+    return pairs
+
+
 def point_labels(annotation: dict, part_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(annotated parts, predicted parts at those points' pixels) of one person annotation."""
     x0, y0, w, h = (float(v) for v in annotation["bbox"])

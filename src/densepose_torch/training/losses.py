@@ -56,6 +56,18 @@ class DensePoseTargets:
     v: torch.Tensor  # (P,)
     coarse_segm: torch.Tensor | None  # (N, 256, 256) coarse part maps; None if any ROI lacks one
     keypoints: torch.Tensor | None = None  # (N, 17, 3) the person's keypoints: image x, y, visibility
+    dense: DenseTargets | None = None  # every body pixel's truth, for the ROIs of dense sets
+
+
+@dataclass
+class DenseTargets:
+    """Dense truth in the box frame of each ROI's person (data.dense_truth); ROIs of sets without
+    it have has_dense False (and zero maps): their points train them instead."""
+
+    has_dense: torch.Tensor  # (N,) bool
+    parts: torch.Tensor  # (N, D, D) int64, 0 = no supervision
+    u: torch.Tensor  # (N, D, D)
+    v: torch.Tensor  # (N, D, D)
 
 
 def pack_densepose_targets(est_boxes: torch.Tensor, gt_boxes: torch.Tensor, instances: list) -> DensePoseTargets:
@@ -73,8 +85,23 @@ def pack_densepose_targets(est_boxes: torch.Tensor, gt_boxes: torch.Tensor, inst
     return DensePoseTargets(
         est_boxes=est_boxes.detach().float(), gt_boxes=gt_boxes.float(), point_roi=point_roi,
         x=cat("x", torch.float32), y=cat("y", torch.float32), parts=cat("parts", torch.int64),
-        u=cat("u", torch.float32), v=cat("v", torch.float32), coarse_segm=coarse,
+        u=cat("u", torch.float32), v=cat("v", torch.float32), coarse_segm=coarse, dense=_pack_dense(instances, device),
     )
+
+
+def _pack_dense(instances: list, device: torch.device) -> DenseTargets | None:
+    truths = [getattr(inst, "dense", None) for inst in instances]
+    shapes = {t.parts.shape for t in truths if t is not None}
+    if not shapes:
+        return None
+    (shape,) = shapes
+    empty = np.zeros(shape, np.float32)
+
+    def stack(name: str, dtype: torch.dtype) -> torch.Tensor:
+        return torch.from_numpy(np.stack([empty if t is None else getattr(t, name) for t in truths])).to(device, dtype)
+
+    has = torch.tensor([t is not None for t in truths], dtype=torch.bool, device=device)
+    return DenseTargets(has, stack("parts", torch.int64), stack("u", torch.float32), stack("v", torch.float32))
 
 
 @dataclass
@@ -145,25 +172,92 @@ def resample_coarse_segmentation(segm: torch.Tensor, gt_boxes: torch.Tensor, est
     return sampled[:, 0].round().long()
 
 
-def iid_isotropic_uv_loss(u: torch.Tensor, v: torch.Tensor, sigma_2_raw: torch.Tensor, u_gt: torch.Tensor, v_gt: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """Gaussian negative log-likelihood, summed: ½ Σ [log 2π + 2 log σ² + |Δ|² / σ²],
-    σ² = softplus(raw) + ε."""
+def _weighted_sum(terms: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    return terms.sum() if weights is None else (terms * weights).sum()
+
+
+def resample_dense_truth(truth: DenseTargets, gt_boxes: torch.Tensor, est_boxes: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+    """(parts, u, v), each (N, S, S): the person-box truth at the centres of the proposal's
+    S x S output cells (nearest cell of the D x D box frame; outside the person's box: part 0)."""
+    frame = truth.parts.shape[-1]
+    steps = (torch.arange(size, dtype=torch.float32, device=est_boxes.device) + 0.5) / size
+
+    def cells(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        at = est_boxes[:, lo, None] + steps[None] * (est_boxes[:, hi] - est_boxes[:, lo])[:, None]
+        index = torch.floor((at - gt_boxes[:, lo, None]) / (gt_boxes[:, hi] - gt_boxes[:, lo]).clamp(min=1e-6)[:, None] * frame).long()
+        return index.clamp(0, frame - 1), (index >= 0) & (index < frame)
+
+    cols, col_ok = cells(0, 2)
+    rows, row_ok = cells(1, 3)
+    n = torch.arange(est_boxes.shape[0], device=est_boxes.device)[:, None, None]
+    r, c = rows[:, :, None], cols[:, None, :]
+    inside = row_ok[:, :, None] & col_ok[:, None, :]
+    parts = torch.where(inside, truth.parts[n, r, c], torch.zeros((), dtype=truth.parts.dtype, device=est_boxes.device))
+    return parts, truth.u[n, r, c], truth.v[n, r, c]
+
+
+def dense_chart_losses(outputs: dict[str, torch.Tensor], targets: DensePoseTargets, model: ModelConfig, loss: LossConfig) -> dict[str, torch.Tensor]:
+    """I, U and V losses of the ROIs with dense truth: weighted means over their body pixels,
+    pixel weight (pixels of its part in the batch) ** -dense_part_balance."""
+    dense = targets.dense
+    rois = torch.nonzero(dense.has_dense).flatten()
+    size = outputs["fine_segm"].shape[-1]
+    truth = DenseTargets(dense.has_dense[rois], dense.parts[rois], dense.u[rois], dense.v[rois])
+    parts, u_gt, v_gt = resample_dense_truth(truth, targets.gt_boxes[rois], targets.est_boxes[rois], size)
+    body = parts > 0
+    uv_names = ("loss_densepose_UV",) if model.uv_confidence else ("loss_densepose_U", "loss_densepose_V")
+    if not body.any():
+        zero = zero_loss(outputs)
+        return {name: zero for name in ("loss_densepose_I",) + uv_names}
+    part = parts[body]
+    counts = torch.bincount(part, minlength=outputs["fine_segm"].shape[1]).float()
+    weights = counts[part] ** -loss.dense_part_balance
+    weights = weights / weights.sum()
+
+    def at_body(name: str, channel_of_part: bool = True) -> torch.Tensor:
+        maps = outputs[name][rois]
+        if channel_of_part:
+            maps = maps.gather(1, parts[:, None]).squeeze(1)
+            return maps[body]
+        return maps.permute(0, 2, 3, 1)[body]
+
+    losses = {"loss_densepose_I": (F.cross_entropy(at_body("fine_segm", False), part, reduction="none") * weights).sum() * loss.part_weight}
+    u, v = at_body("u"), at_body("v")
+    u_gt, v_gt = u_gt[body], v_gt[body]
+    if model.uv_confidence is None:
+        losses["loss_densepose_U"] = (F.smooth_l1_loss(u, u_gt, beta=1.0, reduction="none") * weights).sum() * loss.dense_uv_weight
+        losses["loss_densepose_V"] = (F.smooth_l1_loss(v, v_gt, beta=1.0, reduction="none") * weights).sum() * loss.dense_uv_weight
+    elif model.uv_confidence == "iid_iso":
+        nll = iid_isotropic_uv_loss(u, v, at_body("sigma_2"), u_gt, v_gt, loss.uv_confidence_epsilon, weights)
+        losses["loss_densepose_UV"] = nll * loss.dense_uv_weight
+    else:
+        nll = independent_anisotropic_uv_loss(u, v, at_body("sigma_2"), at_body("kappa_u"), at_body("kappa_v"), u_gt, v_gt,
+                                              loss.uv_confidence_epsilon, weights)
+        losses["loss_densepose_UV"] = nll * loss.dense_uv_weight
+    return losses
+
+
+def iid_isotropic_uv_loss(u: torch.Tensor, v: torch.Tensor, sigma_2_raw: torch.Tensor, u_gt: torch.Tensor, v_gt: torch.Tensor, epsilon: float,
+                          weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Gaussian negative log-likelihood, summed (or weighted by `weights`): ½ Σ [log 2π + 2 log σ²
+    + |Δ|² / σ²], σ² = softplus(raw) + ε."""
     sigma_2 = F.softplus(sigma_2_raw) + epsilon
     delta = (u - u_gt) ** 2 + (v - v_gt) ** 2
-    return 0.5 * (math.log(2 * math.pi) + 2 * torch.log(sigma_2) + delta / sigma_2).sum()
+    return _weighted_sum(0.5 * (math.log(2 * math.pi) + 2 * torch.log(sigma_2) + delta / sigma_2), weights)
 
 
 def independent_anisotropic_uv_loss(
     u: torch.Tensor, v: torch.Tensor, sigma_2_raw: torch.Tensor, kappa_u: torch.Tensor, kappa_v: torch.Tensor,
-    u_gt: torch.Tensor, v_gt: torch.Tensor, epsilon: float,
+    u_gt: torch.Tensor, v_gt: torch.Tensor, epsilon: float, weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """NLL with covariance σ²I + rrᵀ, r = (κu, κv), summed:
+    """NLL with covariance σ²I + rrᵀ, r = (κu, κv), summed (or weighted by `weights`):
     ½ Σ [log 2π + log D + |Δ|² / σ² − (Δ·r)² / D], D = σ²(σ² + |r|²)."""
     sigma_2 = F.softplus(sigma_2_raw) + epsilon
     du, dv = u - u_gt, v - v_gt
     denominator = sigma_2 * (sigma_2 + kappa_u**2 + kappa_v**2)
     along_r = du * kappa_u + dv * kappa_v
-    return 0.5 * (math.log(2 * math.pi) + torch.log(denominator) + (du**2 + dv**2) / sigma_2 - along_r**2 / denominator).sum()
+    terms = 0.5 * (math.log(2 * math.pi) + torch.log(denominator) + (du**2 + dv**2) / sigma_2 - along_r**2 / denominator)
+    return _weighted_sum(terms, weights)
 
 
 def zero_loss(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -181,6 +275,8 @@ def densepose_losses(outputs: dict[str, torch.Tensor], targets: DensePoseTargets
     size = outputs["fine_segm"].shape[-1]
     grid = point_grid(targets, size)
     valid = grid.valid
+    if targets.dense is not None:  # the points of ROIs with dense truth are not used
+        valid = valid & ~targets.dense.has_dense[targets.point_roi]
     foreground = valid & (targets.parts > 0)
     losses = {}
 
@@ -216,6 +312,9 @@ def densepose_losses(outputs: dict[str, torch.Tensor], targets: DensePoseTargets
             kappa_v = sample_at_points(outputs["kappa_v"], roi, fg_grid, part)
             nll = independent_anisotropic_uv_loss(u, v, sigma_2, kappa_u, kappa_v, u_gt, v_gt, loss.uv_confidence_epsilon)
         losses["loss_densepose_UV"] = nll * loss.point_weight
+    if targets.dense is not None and bool(targets.dense.has_dense.any()):
+        for name, value in dense_chart_losses(outputs, targets, model, loss).items():
+            losses[name] = losses[name] + value
     return losses
 
 
