@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from densepose_torch.cli import main
-from densepose_torch.cli import predict as predict_cli
+from densepose_torch.jobs import predict as predict_job
 from densepose_torch.errors import DensePoseError
 from densepose_torch.io.coco_results import load_results
 from densepose_torch.io.iuv_png import read_inds_png, read_iuv_png
@@ -67,7 +67,7 @@ def fake(monkeypatch):
         predictor.min_score, predictor.top_person = min_score, top_person
         return predictor
 
-    monkeypatch.setattr(predict_cli, "build_predictor", build)
+    monkeypatch.setattr(predict_job, "build_predictor", build)
     predictor.loaded = loaded
     return predictor
 
@@ -194,12 +194,12 @@ def test_ctrl_c_leaves_only_whole_files_and_a_rerun_finishes(tmp_path, monkeypat
     photos = write_photos(tmp_path / "image", ["a.jpg", "b.jpg", "c.jpg"])
     out = tmp_path / "out"
     interrupted = FakePredictor(interrupt_on_call=2)
-    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: interrupted)
+    monkeypatch.setattr(predict_job, "build_predictor", lambda *args: interrupted)
     assert run_cli(photos, "-o", out, "--outputs", "npz,iuv", "--render", "viton") == 130  # Ctrl-C: the exit code of SIGINT, no traceback
     assert files_under(out) == ["iuv/a_INDS.png", "iuv/a_IUV.png", "npz/a.npz", "viton/a.png"]
     assert no_temporary_files(out)
     again = FakePredictor()
-    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: again)
+    monkeypatch.setattr(predict_job, "build_predictor", lambda *args: again)
     assert run_cli(photos, "-o", out, "--outputs", "npz,iuv", "--render", "viton") == 0
     assert again.batch_sizes == [1, 1]
     assert len(files_under(out)) == 12

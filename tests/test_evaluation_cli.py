@@ -133,24 +133,24 @@ def test_predict_then_evaluate_resumes_after_interruption(tmp_path, monkeypatch)
     images.mkdir()
     for image in scene.images:
         Image.new("RGB", (600, 400)).save(images / image["file_name"])
-    from densepose_torch.cli import predict as predict_cli
+    from densepose_torch.jobs import predict as predict_job
 
     first = FakePredictor(scene, fail_on_call=2)
-    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: first)
+    monkeypatch.setattr(predict_job, "build_predictor", lambda *args: first)
     preds = tmp_path / "preds.json"
     argv = ("--gt", gt_path, "--model", "fake", "--images", images, "--pred-out", preds, "--surface", "none", "-o", tmp_path / "m.json")
     assert run_cli(*argv) == 130  # Ctrl-C: the exit code of SIGINT, no traceback
     assert not preds.exists() and (tmp_path / "preds.json.partial.jsonl").is_file()
 
     second = FakePredictor(scene)
-    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: second)
+    monkeypatch.setattr(predict_job, "build_predictor", lambda *args: second)
     assert run_cli(*argv) == 0
     assert second.calls == ["000002.jpg"]  # image 1 was finished before the interruption
     assert not (tmp_path / "preds.json.partial.jsonl").exists()
     assert len(load_results(preds)) == 3
     assert json.loads((tmp_path / "m.json").read_text())["iou"]["AP"] == pytest.approx(100.0, abs=1e-9)
     # A finished predictions file is reused as is.
-    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: pytest.fail("should not predict again"))
+    monkeypatch.setattr(predict_job, "build_predictor", lambda *args: pytest.fail("should not predict again"))
     assert run_cli(*argv) == 0
 
 

@@ -16,9 +16,8 @@ import torch
 
 from densepose_torch.checkpoint import load_model, read_state_dict, save_checkpoint
 from densepose_torch.cli import main
-from densepose_torch.cli import predict as predict_cli
-from densepose_torch.cli.arguments import ModelChoice
-from densepose_torch.cli.predict import build_predictor
+from densepose_torch.jobs import predict as predict_job
+from densepose_torch.jobs.predict import ModelChoice, build_predictor
 from densepose_torch.evaluation.surface_names import surface_for
 from densepose_torch.errors import DensePoseError
 from densepose_torch.inference import Predictor
@@ -202,7 +201,7 @@ def test_the_bomb_message_names_the_limit_and_how_to_raise_it(tmp_path, fake, ca
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this torch has CUDA")
 @pytest.mark.parametrize("device,fragment", [("cuda", "no usable GPU"), ("bogus", "unknown device 'bogus'")])
 def test_bad_devices_are_one_line_errors_before_any_work(tmp_path, monkeypatch, capsys, device, fragment):
-    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: pytest.fail("must not load a model"))
+    monkeypatch.setattr(predict_job, "build_predictor", lambda *args: pytest.fail("must not load a model"))
     photos = write_photos(tmp_path / "photos", ["a.png"])
     assert main(["predict", str(photos), "-o", str(tmp_path / "out"), "--device", device]) == 1
     assert fragment in one_line_error(capsys)
@@ -211,7 +210,7 @@ def test_bad_devices_are_one_line_errors_before_any_work(tmp_path, monkeypatch, 
 
 @pytest.mark.parametrize("where", ["under a file", "in /proc"])
 def test_an_output_that_cannot_be_written_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys, where):
-    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: pytest.fail("must not load a model"))
+    monkeypatch.setattr(predict_job, "build_predictor", lambda *args: pytest.fail("must not load a model"))
     photos = write_photos(tmp_path / "photos", ["a.png"])
     if where == "under a file":
         (tmp_path / "a-file").write_text("x")
@@ -223,7 +222,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_model_loads(tmp_
 
 
 def test_an_output_subfolder_that_is_a_file_is_named(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: pytest.fail("must not load a model"))
+    monkeypatch.setattr(predict_job, "build_predictor", lambda *args: pytest.fail("must not load a model"))
     photos = write_photos(tmp_path / "photos", ["a.png"])
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "npz").write_text("not a folder")

@@ -179,13 +179,13 @@ def test_without_the_extra_the_error_names_it(monkeypatch):
 
 def test_cli_vertex_maps_and_smpl_render(tmp_path, monkeypatch, capsys):
     from densepose_torch.cli import main
-    from densepose_torch.cli import predict as predict_cli
+    from densepose_torch.jobs import predict as predict_job
 
     from .test_cli_predict import FakePredictor, write_photos
 
     fake = FakePredictor()
     fake.config = type("Config", (), {"chart_body": "smpl"})()
-    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: fake)
+    monkeypatch.setattr(predict_job, "build_predictor", lambda *args: fake)
     write_photos(tmp_path / "in", ["a.png"])
     out = tmp_path / "out"
     assert main(["predict", str(tmp_path / "in"), "-o", str(out), "--outputs", "npz", "--render", "smpl", "--surface-maps"]) == 0
@@ -265,7 +265,7 @@ def test_more_frames_fill_more_of_the_atlas_and_bodies_do_not_mix(clip_frames):
 
 def test_atlas_file_records_its_body_and_predict_refuses_the_other(tmp_path, monkeypatch, capsys):
     from densepose_torch.cli import main
-    from densepose_torch.cli import predict as predict_cli
+    from densepose_torch.jobs import predict as predict_job
     from densepose_torch.surface.atlas import atlas_chart_body, write_atlas
 
     from .test_cli_predict import FakePredictor, write_photos
@@ -275,7 +275,7 @@ def test_atlas_file_records_its_body_and_predict_refuses_the_other(tmp_path, mon
     assert atlas_chart_body(tmp_path / "atlas.png") == "synthetic"
     fake = FakePredictor()
     fake.config = type("Config", (), {"chart_body": "smpl"})()
-    monkeypatch.setattr(predict_cli, "build_predictor", lambda *args: fake)
+    monkeypatch.setattr(predict_job, "build_predictor", lambda *args: fake)
     write_photos(tmp_path / "in", ["a.png"])
     code = main(["predict", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--render", "texture",
                  "--texture-atlas", str(tmp_path / "atlas.png")])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import DensePoseError
@@ -48,18 +47,11 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", type=precision, default="exact", metavar="{exact,fast}", help=PRECISION_HELP)
 
 
-@dataclass(frozen=True)
-class ModelChoice:
-    """The model a command line names: --model, and for files --config and --trust-checkpoint."""
+def model_choice(args: argparse.Namespace):
+    """The ModelChoice a command line names: --model, and for files --config, --trust-checkpoint and --backend."""
+    from ..jobs.predict import ModelChoice
 
-    name: str | None  # zoo name, checkpoint path, "default" or None (the embedded model)
-    config: str | None = None  # zoo architecture of a checkpoint whose keys do not settle it
-    trust_checkpoint: bool = False
-    backend: str | None = None  # torch, onnxruntime or openvino (None: torch, or the exported file's runtime)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "ModelChoice":
-        return cls(args.model, getattr(args, "config", None), args.trust_checkpoint, getattr(args, "backend", None))
+    return ModelChoice(args.model, getattr(args, "config", None), args.trust_checkpoint, getattr(args, "backend", None))
 
 
 def add_model_file_arguments(parser: argparse.ArgumentParser, config: bool = True) -> None:
@@ -81,3 +73,39 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     from ..export.runtime import BACKENDS
 
     parser.add_argument("--backend", choices=BACKENDS, default=None, help=BACKEND_HELP)
+
+
+LOCAL_RAY = "local"  # --ray without an address
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """--ray [ADDRESS] and the size of its actors."""
+    parser.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+                        help="spread the work over a Ray cluster (ADDRESS: auto, host:6379 or ray://host:10001; without "
+                             "it, a local Ray instance); workers write the outputs, so the output folder must be one "
+                             "that every node sees; needs the [ray] extra")
+    parser.add_argument("--ray-actors", type=positive(int), metavar="N",
+                        help="model replicas on the cluster (default: as many as its CPUs, or GPUs, hold)")
+    parser.add_argument("--ray-cpus", type=positive(float), default=1.0, metavar="N",
+                        help="CPU cores per replica, also its torch threads (default 1)")
+    parser.add_argument("--ray-gpus", type=non_negative_float, default=0.0, metavar="N",
+                        help="GPUs per replica (default 0; 0.5 puts two replicas on a GPU)")
+
+
+def ray_options(args: argparse.Namespace):
+    """The RayOptions of --ray and its sizes; None without --ray."""
+    if args.ray is None:
+        return None
+    from ..jobs.ray import RayOptions
+
+    return RayOptions(None if args.ray == LOCAL_RAY else args.ray, args.ray_actors, args.ray_cpus, args.ray_gpus)
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value

@@ -6,13 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from .arguments import add_model_file_arguments, add_precision_argument, positive
+from .arguments import add_model_file_arguments, add_precision_argument, add_ray_arguments, positive, ray_options
 
 EXAMPLES = """\
 examples:
   densepose compare --models all --images photos/ -o report/
   densepose compare --models R_50_FPN_s1x,R_101_FPN_DL_s1x my_model.pth --images photos/ -o report/ --limit 50
   densepose compare --models all --images synth/images --gt synth/annotations.json --surface synthetic -o report/
+  densepose compare --models all --images /nfs/photos -o /nfs/report --ray auto --ray-gpus 1   # one model per GPU actor
 
 models: `all` = every zoo model whose weights are downloaded (`densepose download NAME`), plus the
 embedded default model; the others are listed as skipped. Zoo names, `default` and checkpoint
@@ -53,6 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-score", type=float, default=0.8, metavar="S",
                         help="detections kept for pictures, agreement and detections/image (default 0.8, as predict); "
                              "AP is computed on every detection")
+    add_ray_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     config = CompareConfig(
         models=tuple(args.models), images=args.images, output=args.output, ground_truth=args.gt, surface=args.surface,
         device=args.device, precision=args.precision, batch_size=args.batch_size, limit=args.limit,
-        render=args.render, min_score=args.min_score, trust_checkpoint=args.trust_checkpoint,
+        render=args.render, min_score=args.min_score, trust_checkpoint=args.trust_checkpoint, ray=ray_options(args),
     )
     comparison = compare(config)
     ran = [run for run in comparison.runs if run.ran]

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
 from ..io.coco_results import load_results, result_to_records, write_results
-from .arguments import ModelChoice, add_backend_argument, add_model_file_arguments, add_precision_argument
+from .arguments import model_choice, add_backend_argument, add_model_file_arguments, add_precision_argument
 
 EXAMPLES = """examples:
   densepose evaluate --gt densepose_minival2014.json --pred results.json -o metrics.json
@@ -106,9 +106,9 @@ def predict_ground_truth_images(gt, args: argparse.Namespace) -> list[dict]:
     done = _read_partial(partial) if partial else {}
     pending = [item for item in images if item[1] not in done]
     if pending:
-        from .predict import build_predictor
+        from ..jobs.predict import build_predictor
 
-        predictor = build_predictor(ModelChoice.from_args(args), args.device, args.precision)
+        predictor = build_predictor(model_choice(args), args.device, args.precision)
         log = None
         if partial is not None:
             partial.parent.mkdir(parents=True, exist_ok=True)

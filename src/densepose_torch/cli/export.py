@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import DensePoseError
-from .arguments import ModelChoice, add_model_file_arguments, positive
+from .arguments import model_choice, add_model_file_arguments, positive
 
 EXAMPLES = """\
 examples:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise DensePoseError(f"{output} exists; use --overwrite to replace it")
     if args.calibration is not None and not args.int8:
         raise DensePoseError("--calibration applies to --int8 only")
-    choice = ModelChoice.from_args(args)
+    choice = model_choice(args)
     model = load_model(choice.name, config=choice.config, trust_checkpoint=choice.trust_checkpoint)
     if not args.int8:
         export_onnx(model, output)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import DensePoseError
 from ..service.settings import DEFAULT_MAX_CONNECTIONS, GPU_MAX_BATCH, ServiceSettings
-from .arguments import ModelChoice, add_backend_argument, add_model_file_arguments, add_precision_argument, positive
+from .arguments import model_choice, add_backend_argument, add_model_file_arguments, add_precision_argument, positive
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise DensePoseError(f"densepose serve needs the serve extra ({error.name} is missing): "
                              "pip install 'densepose-torch[serve]'") from None
-    from .predict import build_predictor
+    from ..jobs.predict import build_predictor
 
     if not 0 < args.port < 65536:
         raise DensePoseError(f"--port must be between 1 and 65535, not {args.port}")
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, functools.partial(build_predictor, ModelChoice.from_args(args), args.device, args.precision), stop_on_failure)
+    app = create_app(settings, functools.partial(build_predictor, model_choice(args), args.device, args.precision), stop_on_failure)
     config = uvicorn_config(app, args.host, args.port, args.max_connections, args.log_level)
     server = uvicorn.Server(config)
     try:

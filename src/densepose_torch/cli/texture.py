@@ -16,8 +16,8 @@ from ..render.texture import DEFAULT_TILE_SIZE
 from ..surface import load_smpl_charts, require_smpl_charts_of
 from ..surface.atlas import AtlasAccumulator, unwrap_inputs, write_atlas
 from ..surface.smpl_texture import atlas_to_smpl, load_smpl_uv, smpl_texture_map
-from .arguments import ModelChoice, add_model_file_arguments, add_precision_argument, check_min_score, positive
-from .predict import build_predictor
+from .arguments import model_choice, add_model_file_arguments, add_precision_argument, check_min_score, positive
+from ..jobs.predict import build_predictor
 
 EXAMPLES = """\
 examples:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     items = expand_inputs(args.inputs, args.recursive)
     if args.smpl_texture:
         charts, smpl_uv = load_smpl_charts(), load_smpl_uv()  # a missing extra is an error before any work
-    predictor = build_predictor(ModelChoice.from_args(args), args.device, args.precision, args.min_score, top_person=True)
+    predictor = build_predictor(model_choice(args), args.device, args.precision, args.min_score, top_person=True)
     if args.smpl_texture:
         require_smpl_charts_of(predictor.config.chart_body, "--smpl-texture")
     accumulator = AtlasAccumulator(args.tile_size, predictor.config.chart_body)

@@ -7,7 +7,7 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from .runner import (
 )
 from .summary import columns, model_row
 
+if TYPE_CHECKING:  # jobs.ray imports this package's modules
+    from ..jobs.ray import RayOptions
+
 
 @dataclass(frozen=True)
 class CompareConfig:
@@ -50,6 +53,7 @@ class CompareConfig:
     min_score: float = 0.8
     warmup: bool = True
     trust_checkpoint: bool = False  # as load_model's: lets checkpoint files that need it run code
+    ray: RayOptions | None = None  # spread the model x image grid over a Ray cluster (jobs.ray)
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,19 @@ class Comparison:
 
 
 def _check(config: CompareConfig) -> str:
-    """The device to run on, after checking the settings."""
+    """The device to run on, after checking the settings (on Ray: the actors' device type, which
+    this machine need not have)."""
     if config.render not in PRESETS:
         raise DensePoseError(f"unknown render preset {config.render!r} (choose from {', '.join(PRESETS)})")
     if not 0.0 <= config.min_score <= 1.0:
         raise DensePoseError(f"--min-score must be between 0 and 1, not {config.min_score}")
     if config.output.exists() and not config.output.is_dir():
         raise DensePoseError(f"report folder {config.output} exists and is not a folder")
+    if config.ray is not None:
+        from ..jobs.ray import import_ray
+
+        import_ray()
+        return config.device or ("cuda" if config.ray.gpus_per_actor > 0 else "cpu")
     return str(resolve_device(config.device))
 
 
@@ -165,7 +175,12 @@ def compare(config: CompareConfig, loader: Loader | None = None, progress: bool 
     # the DensePose head; AP needs every detection the model makes.
     settings = RunSettings(device, precision_name(config.precision), batch_size, config.warmup,
                            None if gt is not None else config.min_score)
-    runs = run_models(specs, images, config.output / "cache", settings, loader, progress)
+    if config.ray is not None:
+        from ..jobs.ray import compare_on_ray
+
+        runs = compare_on_ray(specs, images, config.output / "cache", settings, loader, config.ray, progress)
+    else:
+        runs = run_models(specs, images, config.output / "cache", settings, loader, progress)
     ran = [run for run in runs if run.ran]
 
     timings = {run.spec.name: [read_pair_timing(run.folder, image, settings.min_score) for image in images] for run in ran}

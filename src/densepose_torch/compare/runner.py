@@ -142,8 +142,8 @@ def _batches(items: list[ImageItem], size: int) -> list[list[ImageItem]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-class _Session:
-    """One model's run over its unfinished images."""
+class ModelSession:
+    """One model's run over its unfinished images (in this process, or in a Ray actor)."""
 
     def __init__(self, spec: ModelSpec, folder: Path, settings: RunSettings, loader: Loader):
         self.spec, self.folder, self.settings, self.loader = spec, folder, settings, loader
@@ -190,21 +190,35 @@ class _Session:
         return record
 
 
-def run_models(
-    specs: list[ModelSpec], images: list[ImageItem], cache_root: Path, settings: RunSettings,
-    loader: Loader = load_predictor, progress: bool = True,
-) -> list[ModelRun]:
-    """Fill the cache with every (model, image) result that is missing; a model whose weights
-    cannot be had (or do not load) is skipped with the reason."""
+def pending_pairs(specs: list[ModelSpec], images: list[ImageItem], cache_root: Path,
+                  settings: RunSettings) -> list[tuple[ModelSpec, Path, list[ImageItem]]]:
+    """Each model with its cache folder and the images it has not finished (none for a model
+    that will not run)."""
     device_type = torch.device(settings.device).type
-    # The bar counts only the pairs still to compute: skipped models and cached pairs are not work.
     plans = []
     for spec in specs:
         folder = cache_root / cache_key(spec, settings.precision, device_type)
         pending = [] if spec.skip_reason is not None else [
             image for image in images if read_pair_timing(folder, image, settings.min_score) is None]
         plans.append((spec, folder, pending))
+    return plans
+
+
+def finished_run(spec: ModelSpec, folder: Path, computed: int = 0) -> ModelRun:
+    """A model that ran, with the measurements its model.json holds."""
+    record = _read_model_record(folder / "model.json")
+    return ModelRun(spec, folder, None, record.get("load_seconds"), record.get("peak_memory_mb"), record.get("memory_kind"), computed)
+
+
+def run_models(
+    specs: list[ModelSpec], images: list[ImageItem], cache_root: Path, settings: RunSettings,
+    loader: Loader = load_predictor, progress: bool = True,
+) -> list[ModelRun]:
+    """Fill the cache with every (model, image) result that is missing; a model whose weights
+    cannot be had (or do not load) is skipped with the reason."""
+    plans = pending_pairs(specs, images, cache_root, settings)
     runs = []
+    # The bar counts only the pairs still to compute: skipped models and cached pairs are not work.
     with tqdm(total=sum(len(pending) for _, _, pending in plans), desc="compare", unit="image", disable=not progress,
               position=0) as bar:
         for spec, folder, pending in plans:
@@ -220,9 +234,8 @@ def run_models(
 def _run_model(spec: ModelSpec, folder: Path, pending: list[ImageItem], settings: RunSettings, loader: Loader, bar: tqdm) -> ModelRun:
     record_path = folder / "model.json"
     if not pending:
-        record = _read_model_record(record_path)
-        return ModelRun(spec, folder, None, record.get("load_seconds"), record.get("peak_memory_mb"), record.get("memory_kind"))
-    session = _Session(spec, folder, settings, loader)
+        return finished_run(spec, folder)
+    session = ModelSession(spec, folder, settings, loader)
     try:
         predictor = session.load()
     except DensePoseError as error:

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+TEMPORARY_MARK = ".densepose-tmp-"  # in the name of every temporary file below, so leftovers can be found
+
+
 def _default_mode() -> int:
     """The permissions a plainly created file would get (mkstemp makes files private)."""
     umask = os.umask(0)
@@ -27,7 +30,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", suffix: str | None =
     error (KeyboardInterrupt included) it is removed and `path` is left as it was."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix or ".part")
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}{TEMPORARY_MARK}", suffix=suffix or ".part")
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -47,7 +50,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     `suffix` keeps the extension such writers look at (default: the target's own)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=suffix or target.suffix)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}{TEMPORARY_MARK}", suffix=suffix or target.suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -59,3 +62,15 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def remove_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files that writers killed mid-write (SIGKILL, a lost machine) left in
+    `folder` and below; returns how many. Only for a folder no other writer is using now."""
+    removed = 0
+    for path in Path(folder).rglob(f".*{TEMPORARY_MARK}*"):
+        if path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed

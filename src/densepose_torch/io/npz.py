@@ -25,6 +25,7 @@ pixel (`DensePoseResult.to_dense()`); the per-detection charts keep everything.
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -99,6 +100,13 @@ def write_npz(path: str | os.PathLike, result: DensePoseResult, locator: ChartLo
     with atomic_write(path, "wb") as handle:
         np.savez_compressed(handle, **arrays)
     return path
+
+
+def npz_bytes(result: DensePoseResult, locator: ChartLocator | None = None) -> bytes:
+    """The bytes `write_npz` would write, for replies and datasets that hold files in memory."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **result_arrays(result, locator))
+    return buffer.getvalue()
 
 
 def read_npz(path: str | os.PathLike) -> DensePoseResult:

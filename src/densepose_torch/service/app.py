@@ -34,6 +34,7 @@ from swagger_ui_bundle import swagger_ui_path
 from .. import __version__
 from ..errors import DensePoseError
 from ..inference import Predictor
+from ..io.npz import npz_bytes
 from ..results import DensePoseResult
 from ..surface import SmplSurface
 from . import legacy, metrics, replies
@@ -318,7 +319,7 @@ def create_app(settings: ServiceSettings, load_predictor: Callable[[], Predictor
             body = await run_in_threadpool(replies.json_reply, result, predictor.model.name, file_name)
             return JSONResponse(body, headers=headers)
         if output == "npz":
-            data = await run_in_threadpool(replies.npz_bytes, result)
+            data = await run_in_threadpool(npz_bytes, result)
             headers["Content-Disposition"] = f'attachment; filename="{stem}.npz"'
             return Response(data, media_type="application/octet-stream", headers=headers)
         if output == "iuv":

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import functools
-import io
 
 import cv2
 import numpy as np
@@ -20,7 +19,6 @@ import numpy as np
 from ..errors import DensePoseError
 from ..io.coco_results import result_to_records
 from ..io.iuv_png import iuv_array
-from ..io.npz import result_arrays
 from ..render import PRESETS
 from ..render.surface import smpl_vertices
 from ..results import DensePoseResult
@@ -46,12 +44,6 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 def iuv_png_bytes(result: DensePoseResult) -> bytes:
     return png_bytes(iuv_array(result.to_dense()))
-
-
-def npz_bytes(result: DensePoseResult) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **result_arrays(result))
-    return buffer.getvalue()
 
 
 def render_png_bytes(preset: str, image: np.ndarray, result: DensePoseResult, surface: SmplSurface | None = None) -> bytes:
