@@ -19,17 +19,25 @@ from densepose_torch.synthetic.scene import SceneGenerator
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
-IMAGES = 24
+IMAGES = 24  # and one video of FRAMES frames
+FRAMES = 6
+INPUTS = IMAGES + 1
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     import cv2
 
+    from densepose_torch.io.video import choose_encoder, video_writer
+
     folder = tmp_path_factory.mktemp("photos")
     generator = SceneGenerator(192)
     for k in range(IMAGES):
         cv2.imwrite(str(folder / f"scene_{k:02d}.jpg"), generator.render((77, k)).image[:, :, ::-1])
+    encoder = choose_encoder()
+    with video_writer(folder / f"walk{encoder.extension}", 10.0, encoder) as write:
+        for k in range(FRAMES):
+            write(generator.render((78, k)).image)
     return folder
 
 
@@ -60,14 +68,15 @@ def test_ray_outputs_are_the_local_runs_and_a_second_run_writes_nothing(photos, 
     first = _densepose(str(photos), "-o", str(out), "--render", "segm", "--outputs", "npz,json", "--ray", "--ray-actors", "2",
                        "--batch-size", "3")
     assert first.returncode == 0, first.stderr
-    assert f"{IMAGES} of {IMAGES} inputs done (0 already were)" in first.stderr and "inputs/s" in first.stderr
+    assert f"{INPUTS} of {INPUTS} inputs done (0 already were)" in first.stderr and "inputs/s" in first.stderr
     expected = _files(local_run)
-    assert len(expected) == 2 * IMAGES + IMAGES + 1  # npz and json per image, a render each, the run record
+    # npz, json and a render per image; per video frame npz and json, the video's video.json and render; the run record
+    assert len(expected) == 3 * IMAGES + 2 * FRAMES + 2 + 1
     assert _files(out) == expected
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     second = _densepose(str(photos), "-o", str(out), "--render", "segm", "--outputs", "npz,json", "--ray", "--ray-actors", "2")
     assert second.returncode == 0, second.stderr
-    assert f"({IMAGES} already were)" in second.stderr
+    assert f"({INPUTS} already were)" in second.stderr
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".densepose-run.json"} == \
         {p: t for p, t in stamps.items() if p.name != ".densepose-run.json"}
 

@@ -203,6 +203,12 @@ def image_pending(plan: Plan, item: InputItem) -> bool:
         plan.needs_writing([plan.render_path(item.output_stem, preset, extension)]) for preset in plan.renders)
 
 
+def video_pending(plan: Plan, item: InputItem) -> bool:
+    """Whether a video's renders or its video.json (written last) are missing (or --overwrite)."""
+    manifest = plan.video_manifest_path(item.output_stem)
+    return plan.needs_writing([*plan.video_render_paths(item.output_stem).values(), *([manifest] if manifest else [])])
+
+
 class Job:
     """One `densepose predict` run (or a Ray worker's share of one): counts, messages and the
     progress it reports to; `frame_bars` shows a bar per video's frames below it."""
@@ -278,7 +284,7 @@ class Job:
         stem = item.output_stem
         render_paths = plan.video_render_paths(stem)
         manifest = plan.video_manifest_path(stem)
-        if not plan.needs_writing([*render_paths.values(), *([manifest] if manifest else [])]):
+        if not video_pending(plan, item):
             self.skipped += 1
             return
         info = probe_video(item.path, plan.folder_fps)

@@ -31,7 +31,17 @@ from ..compare.runner import Loader, ModelRun, ModelSession, RunSettings, finish
 from ..errors import DensePoseError
 from ..io.images import read_image
 from ..io.inputs import InputItem
-from .predict import Job, LazyPredictor, ModelChoice, Plan, build_predictor, image_pending, remove_leftovers, runs_of_kind
+from .predict import (
+    Job,
+    LazyPredictor,
+    ModelChoice,
+    Plan,
+    build_predictor,
+    image_pending,
+    remove_leftovers,
+    runs_of_kind,
+    video_pending,
+)
 
 INSTALL_HINT = "Ray is not installed: pip install 'densepose-torch[ray]'"
 MAX_BLOCKS = 20000  # units per block grow beyond this many units, to bound Ray Data's bookkeeping
@@ -140,12 +150,15 @@ class RaySummary:
 
 
 def work_units(plan: Plan, items: list[InputItem], batch_size: int) -> tuple[list[list[InputItem]], int]:
-    """(units, images already done): the unfinished images in batches of `batch_size`, each
-    video alone, in input order."""
+    """(units, inputs already done): the unfinished images in batches of `batch_size`, each
+    unfinished video alone, in input order."""
     units, skipped = [], 0
     for is_video, group in runs_of_kind(items):
         if is_video:
-            units.append(group)
+            if video_pending(plan, group[0]):
+                units.append(group)
+            else:
+                skipped += 1
             continue
         pending = [item for item in group if image_pending(plan, item)]
         skipped += len(group) - len(pending)
