@@ -18,7 +18,7 @@ from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.inputs import expand_inputs
 from ..io.output_folder import check_run_record, prepare_output_folder
 from ..io.video import DEFAULT_FPS, choose_encoder
-from ..jobs.predict import ARRAY_OUTPUTS, CLIP_RGB, LAYOUTS, Job, LazyPredictor, Plan, remove_leftovers, runs_of_kind
+from ..jobs.predict import ARRAY_OUTPUTS, CLIP_RGB, LAYOUTS, Job, LazyPredictor, Plan, remove_leftovers
 from ..jobs.ray import import_ray, predict_on_ray
 from ..render import ANIMATION_PRESETS, PRESETS, dp_iuv_texture, load_texture_atlas
 from ..render.surface import smpl_vertices
@@ -238,12 +238,7 @@ def run(args: argparse.Namespace) -> int:
             failed, damaged, skipped = ray_run.failed, ray_run.damaged, ray_run.skipped
         else:
             session = Job(plan, predictor, args.batch_size, progress)
-            for is_video, group in runs_of_kind(items):
-                if is_video:
-                    for item in group:
-                        session.video(item)
-                else:
-                    session.images(group)
+            session.run(items)
             failed, damaged, skipped = session.failed, session.damaged, session.skipped
     summary = f"densepose: {len(items) - len(failed)} of {len(items)} inputs done ({skipped} already were) in {output_dir}"
     if damaged:

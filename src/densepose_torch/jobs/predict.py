@@ -221,6 +221,15 @@ class Job:
         self.skipped = 0
         self.people = 0  # people found in the images (and person-frames in the videos) predicted by this job
 
+    def run(self, items: list[InputItem]) -> None:
+        """Every input, in order: runs of images in batches, each video on its own."""
+        for is_video, group in runs_of_kind(items):
+            if is_video:
+                for item in group:
+                    self.video(item)
+            else:
+                self.images(group)
+
     def report_failure(self, item: InputItem, error: Exception | str) -> None:
         self.failed.append(str(item.path))
         self.progress.write(f"densepose: skipped {item.path}: {error}", file=sys.stderr)

@@ -129,12 +129,7 @@ class PredictWorker:
     def _unit(self, unit: int, items: list[InputItem]) -> dict[str, Any]:
         tally = Tally()
         job = Job(self.plan, self.predictor, self.batch_size, tally, frame_bars=False)
-        for is_video, group in runs_of_kind(items):
-            if is_video:
-                for item in group:
-                    job.video(item)
-            else:
-                job.images(group)
+        job.run(items)
         return {"unit": unit, "inputs": len(items), "skipped": job.skipped, "people": job.people,
                 "failed": json.dumps(job.failed), "damaged": json.dumps(job.damaged), "messages": json.dumps(tally.messages)}
 
