@@ -9,8 +9,8 @@ and a retry redoes one unit. Workers write the outputs themselves, to the same p
 writes, atomically, and skip outputs that exist: an actor whose process dies is restarted by Ray
 and its unit run again (Ray Data's actor pools restart actors and retry their tasks without
 limit), and the retry writes only what the dead process had not finished. The output folder
-must be one path on a filesystem every node mounts (NFS, a cloud bucket mounted with FUSE,
-...), written by one run at a time.
+must be one path on a filesystem every node mounts, whose renames are atomic (NFS, CephFS,
+Lustre, EFS; not bucket mounts through FUSE), written by one run at a time.
 """
 from __future__ import annotations
 
