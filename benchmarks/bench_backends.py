@@ -33,17 +33,19 @@ from densepose_torch.export.quantize import calibration_images, quantize  # noqa
 BACKENDS = ("exact", "fast", "onnxruntime fp32", "openvino fp32", "openvino int8")
 
 
-def predictors(model, rgb: np.ndarray, folder: Path, chosen: list[str]) -> dict[str, Predictor]:
-    exact = Predictor(model)
+def predictors(model, rgb: np.ndarray, folder: Path, chosen: list[str], device: str = "cpu") -> dict[str, Predictor]:
+    exact = Predictor(model, device=device)
     calibration = [rgb, *calibration_images(None, 16)]
     made: dict[str, Predictor] = {}
     for backend in chosen:
         if backend == "exact":
             made[backend] = exact
         elif backend == "fast":
-            made[backend] = Predictor(model, precision="fast")
+            made[backend] = Predictor(model, precision="fast", device=device)
         elif backend.endswith("fp32"):
-            made[backend] = Predictor(export_onnx(model, folder / "model.onnx"), backend=backend.split()[0])
+            runtime = backend.split()[0]  # ONNX Runtime runs on the GPU too (onnxruntime-gpu), OpenVINO on the CPU
+            made[backend] = Predictor(export_onnx(model, folder / "model.onnx"), backend=runtime,
+                                      device=device if runtime == "onnxruntime" else "cpu")
         else:
             path = folder / "int8.xml"
             quantize(model, path, calibration, lambda image: exact.preprocess(image).numpy())
@@ -58,14 +60,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=800)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: exact, fast and ONNX Runtime run there, OpenVINO on the CPU")
     args = parser.parse_args()
-    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"# {where}, torch {torch.__version__}")
     rgb = test_image(args.size)
     for name in args.models:
         for people in args.people if name != "default" else [0]:
             model = load_model() if name == "default" else random_model(name, people, rgb)
             with tempfile.TemporaryDirectory() as folder:
-                chosen = predictors(model, rgb, Path(folder), args.backends)
+                chosen = predictors(model, rgb, Path(folder), args.backends, args.device)
                 times: dict[str, list[float]] = {backend: [] for backend in chosen}
                 found: dict[str, int] = {}
                 for predictor in chosen.values():
@@ -73,7 +77,7 @@ def main() -> None:
                 for _ in range(args.repeat):
                     for backend, predictor in chosen.items():
                         start = time.perf_counter()
-                        found[backend] = len(predictor(rgb))
+                        found[backend] = len(predictor(rgb))  # results come back as numpy: the GPU has finished
                         times[backend].append(time.perf_counter() - start)
             label = f"{name}, {people} people" if name != "default" else "default model, astronaut-size test image"
             print(f"\n## {label}, {args.size} px\n")

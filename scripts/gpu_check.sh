@@ -87,6 +87,22 @@ bench_status=$?
     echo "## Throughput (benchmarks/bench_throughput.py, exit $bench_status)"
     echo
     if [ -s "$OUT/throughput.md" ]; then cat "$OUT/throughput.md"; else echo '```'; tail -n 20 "$OUT/throughput.log"; echo '```'; fi
+} >> "$report"
+
+# ONNX Runtime's CUDA provider on the exported graph, beside the torch paths. It needs
+# onnxruntime-gpu, whose wheel (~300 MB) is over the device tool's 64 MiB carry limit: on an image
+# with the CPU-only onnxruntime this step reports that in one line.
+(cd benchmarks && timeout 120 python3 -c "import onnxruntime; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())" \
+    && timeout 120 python3 bench_backends.py --device cuda --backends exact fast "onnxruntime fp32" --people 1 5 --repeat 5) \
+    > "$OUT/onnxruntime_cuda.log" 2>&1
+ort_status=$?
+{
+    echo
+    echo "## ONNX Runtime CUDA provider (benchmarks/bench_backends.py --device cuda, exit $ort_status; images/s = 1 / s per image)"
+    echo
+    echo '```'
+    tail -n 24 "$OUT/onnxruntime_cuda.log"
+    echo '```'
     echo
     echo "Whole check: $(( $(date +%s) - started )) s."
 } >> "$report"

@@ -294,3 +294,16 @@ def test_numpy_only_example_reproduces_the_package(default_onnx, monkeypatch):
     assert agreement(iuv) >= LABEL_AGREEMENT
     same = (iuv[0] == dense.I) & (dense.I > 0)
     assert np.abs(iuv[1] - dense.U)[same].max() <= UV_TOL and np.abs(iuv[2] - dense.V)[same].max() <= UV_TOL
+
+
+def test_onnxruntime_runs_on_cuda_only_with_its_cuda_provider(monkeypatch):
+    import onnxruntime
+
+    from densepose_torch.export.runtime import onnxruntime_providers
+
+    assert onnxruntime_providers(None) == onnxruntime_providers(torch.device("cpu")) == ["CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(DensePoseError, match="pip install onnxruntime-gpu"):
+        onnxruntime_providers(torch.device("cuda", 1))
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert onnxruntime_providers(torch.device("cuda", 1)) == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]

@@ -86,8 +86,9 @@ class Predictor:
     them per call.
 
     `backend` chooses what runs the network: "torch" (this package's modules), or the model
-    exported to ONNX and run by "onnxruntime" or "openvino" (CPU; float32 unless the file is an
-    int8 export), with the same pre- and post-processing. The model is a loaded DensePoseRCNN
+    exported to ONNX and run by "onnxruntime" or "openvino" (on the CPU, and ONNX Runtime also on
+    a CUDA `device` with onnxruntime-gpu; float32 unless the file is an int8 export), with the same
+    pre- and post-processing (on the CPU). The model is a loaded DensePoseRCNN
     or anything `load_model` names (zoo name, checkpoint path, "default"); `.onnx` and OpenVINO
     `.xml` files from `densepose export` run on onnxruntime and openvino respectively unless
     `backend` says otherwise.
@@ -114,11 +115,13 @@ class Predictor:
         if backend != "torch":
             if self.precision == "fast":
                 raise DensePoseError(f"precision 'fast' is the torch backend's mode; {backend} runs the exported graph as it is (use an int8 export for speed)")
-            if device is not None and resolve_device(device).type != "cpu":
-                raise DensePoseError(f"the {backend} backend runs on the CPU here; use --device cpu or the torch backend")
-            if not isinstance(model, RuntimeModel):
-                model = load_runtime_model(model, backend)
-            device = torch.device("cpu")
+            runtime_device = resolve_device(device) if device is not None else None
+            if isinstance(model, RuntimeModel):
+                if runtime_device is not None and runtime_device.type != "cpu":
+                    raise DensePoseError("this model is already loaded for the CPU; pass its file to run it on CUDA")
+            else:
+                model = load_runtime_model(model, backend, device=runtime_device)
+            device = torch.device("cpu")  # pre- and post-processing; the runtime holds the network where it runs
         else:
             device = resolve_device(device) if device is not None else model.device
         if self.precision == "fast":

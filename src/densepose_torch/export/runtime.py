@@ -68,13 +68,26 @@ class RuntimeModel:
         return results
 
 
-def _onnxruntime_runner(model: bytes | str, threads: int | None) -> Runner:
+def onnxruntime_providers(device: torch.device | None) -> list:
+    """ONNX Runtime's execution providers for `device`: the CPU's, or CUDA's on that GPU (with the
+    CPU's for the operators CUDA lacks); a one-line error when this onnxruntime has no CUDA."""
+    if device is None or device.type != "cuda":
+        return ["CPUExecutionProvider"]
     ort = require("onnxruntime", "onnx")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise DensePoseError("this onnxruntime has no CUDA provider: pip install onnxruntime-gpu (in place of onnxruntime), "
+                             "or run the onnxruntime backend on the CPU")
+    return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+
+
+def _onnxruntime_runner(model: bytes | str, threads: int | None, device: torch.device | None = None) -> Runner:
+    ort = require("onnxruntime", "onnx")
+    providers = onnxruntime_providers(device)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # warnings about unused initializers are noise to users
     if threads:
         options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model, options, providers=providers)
     names = [output.name for output in session.get_outputs()]
 
     def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -110,11 +123,16 @@ def _openvino_metadata(model) -> tuple[ModelConfig, str, list[str]]:
     return parse_metadata(values)
 
 
-def load_runtime_model(model: str | os.PathLike | DensePoseRCNN, backend: Backend = "onnxruntime", threads: int | None = None) -> RuntimeModel:
+def load_runtime_model(model: str | os.PathLike | DensePoseRCNN, backend: Backend = "onnxruntime", threads: int | None = None,
+                       device: torch.device | None = None) -> RuntimeModel:
     """A RuntimeModel from an exported file (.onnx, or OpenVINO .xml) or, exported on the fly
-    in memory, from a loaded DensePoseRCNN."""
+    in memory, from a loaded DensePoseRCNN. A CUDA `device` runs ONNX Runtime's CUDA provider
+    (onnxruntime-gpu); everything else runs on the CPU."""
     if backend not in ("onnxruntime", "openvino"):
         raise DensePoseError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    cuda = device is not None and device.type == "cuda"
+    if cuda and backend != "onnxruntime":
+        raise DensePoseError(f"the {backend} backend runs on the CPU here; use --device cpu, or the onnxruntime or torch backend")
     if isinstance(model, DensePoseRCNN):
         proto = export_proto(model)
         config, name, fields = read_metadata(proto)
@@ -139,7 +157,7 @@ def load_runtime_model(model: str | os.PathLike | DensePoseRCNN, backend: Backen
     if backend == "openvino":
         ov_model = read_openvino(source)
         return RuntimeModel(config, name, fields, _openvino_runner(ov_model, threads, fields), backend)
-    return RuntimeModel(config, name, fields, _onnxruntime_runner(source, threads), backend)
+    return RuntimeModel(config, name, fields, _onnxruntime_runner(source, threads, device if cuda else None), backend)
 
 
 def read_openvino(source: bytes | str):
