@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from densepose_torch.cli import main
+from densepose_torch.config import ModelConfig
 from densepose_torch.jobs import predict as predict_job
 from densepose_torch.errors import DensePoseError
 from densepose_torch.io.coco_results import load_results
@@ -39,7 +40,11 @@ def fake_result(image: np.ndarray) -> DensePoseResult:
 
 
 class FakePredictor:
-    """Keeps detections as Predictor does: scores above `min_score`, the best one with `top_person`."""
+    """Keeps detections as Predictor does: scores above `min_score`, the best one with `top_person`.
+    Its model says its charts are the synthetic body's, so that what a job writes for a frame
+    without a result can be told from the default."""
+
+    config = ModelConfig(chart_body="synthetic")
 
     def __init__(self, interrupt_on_call: int | None = None, min_score: float | None = None, top_person: bool = False):
         self.batch_sizes: list[int] = []
@@ -328,6 +333,7 @@ def test_a_corrupt_frame_is_reported_and_written_empty_and_the_rest_follows(tmp_
     assert "frame 3 could not be" in err and "1 with frames that could not be read" in err
     stem = "clip" if kind == "avi" else "frames"
     assert [len(read_npz(out / "npz" / stem / f"{i:06d}.npz")) for i in range(8)] == [1, 1, 1, 0, 1, 1, 1, 1]
+    assert read_npz(out / "npz" / stem / "000003.npz").chart_body == "synthetic"  # the model's body, even for an empty frame
     assert len(fake.image_sizes) == 7  # the model never saw the missing frame
     rendered = list(read_frames(out / "segm" / f"{stem}.mp4"))
     assert len(rendered) == 8

@@ -134,12 +134,20 @@ class LazyPredictor:
         self._predictor = None
 
     def batch(self, images: list[np.ndarray]) -> list[DensePoseResult]:
+        return self._loaded().batch(images)
+
+    @property
+    def chart_body(self) -> str:
+        """Whose charts the model's results are on (what an empty result of it says too)."""
+        return self._loaded().config.chart_body
+
+    def _loaded(self):
         if self._predictor is None:
             predictor = build_predictor(*self._arguments)
             if self._chart_bodies:
                 check_chart_body(predictor.config.chart_body, self._chart_bodies)
             self._predictor = predictor
-        return self._predictor.batch(images)
+        return self._predictor
 
 
 def check_chart_body(chart_body: str, required: dict[str, str]) -> None:
@@ -353,7 +361,8 @@ class Job:
         for frame in frames:
             if frame is None:
                 frame = np.zeros((info.height, info.width, 3), np.uint8)
-                result = DensePoseResult(image_size=(info.height, info.width), boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32))
+                result = DensePoseResult(image_size=(info.height, info.width), boxes=np.zeros((0, 4), np.float32),
+                                         scores=np.zeros(0, np.float32), chart_body=self.predictor.chart_body)
             else:
                 result = next(predicted)
             tracked.append((frame, tracker.update(frame, result)))
