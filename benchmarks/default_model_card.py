@@ -80,7 +80,7 @@ def main() -> None:
             gps50 = evaluation["metrics"]["gps"]["AP50"]
             print(f"  {look:5s}: GPS AP {figures['gps']:.1f}  GPS AP50 {gps50:.1f}  GPSm AP {figures['gpsm']:.1f}  "
                   f"IOU AP {figures['iou']:.1f}  box AP {figures['box']:.1f}  fine-part mIoU {figures['part_miou']:.3f}")
-            pairs = left_right_confusion(evaluation["confusion"])
+            pairs = left_right_confusion(np.asarray(evaluation["confusion"]))
             print("         mirror confusions: " + ", ".join(
                 f"{PART_NAMES[a]} / {PART_NAMES[b]} {share:.1%}" for a, b, share in pairs))
 

@@ -96,7 +96,8 @@ def evaluate_predictions(
     progress: bool = True,
 ) -> dict[str, Any]:
     """evaluate_model for any predictor: `predict(image path)` gives the image's result. Returns
-    the summary figures, the evaluator's metrics and the (25, 25) part confusion behind the mIoU."""
+    the summary figures, the evaluator's metrics and the part confusion behind the mIoU (25 lists
+    of 25 pixel counts, [true part][predicted part], JSON-ready as the rest)."""
     from ..evaluation import evaluate, load_ground_truth
 
     gt = load_ground_truth(Path(annotations))
@@ -132,7 +133,7 @@ def evaluate_predictions(
     summary["part_miou"] = part_miou(confusion)
     summary["part_miou_source"] = "dense" if dense_images == len(chosen) else ("points" if dense_images == 0 else "mixed")
     summary["images"] = len(chosen)
-    return {"summary": summary, "metrics": metrics, "confusion": confusion}
+    return {"summary": summary, "metrics": metrics, "confusion": confusion.tolist()}
 
 
 def _records(result: DensePoseResult, image_id: Any) -> list[dict]:
