@@ -21,7 +21,7 @@ import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -124,7 +124,7 @@ class PredictWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [self._unit(int(unit), pickle.loads(items)) for unit, items in zip(batch["unit"], batch["items"])]
-        return {name: np.array([row[name] for row in rows]) for name in rows[0]}
+        return _columns(rows)
 
     def _unit(self, unit: int, items: list[InputItem]) -> dict[str, Any]:
         tally = Tally()
@@ -172,18 +172,10 @@ def predict_on_ray(plan: Plan, predictor: LazyPredictor, items: list[InputItem],
         return summary
     ray = connect(options)
     start = time.perf_counter()
-    # The unit's inputs travel in its row (pickled between our own processes), so that the actors'
-    # constructor arguments stay small and Ray can always recreate a dead actor from them.
     rows = [{"unit": k, "items": pickle.dumps(unit)} for k, unit in enumerate(units)]
-    dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
-    results = dataset.map_batches(
-        PredictWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(actor_count(ray, options), len(units))),
-        num_cpus=options.cpus_per_actor, num_gpus=options.gpus_per_actor,
-        fn_constructor_kwargs={"plan": plan, "predictor": predictor, "batch_size": batch_size,
-                               "threads": int(max(1, options.cpus_per_actor))},
-    )
+    results = _map_units(ray, PredictWorker, rows, options, {"plan": plan, "predictor": predictor, "batch_size": batch_size})
     try:
-        for row in results.iter_rows():
+        for row in results:
             summary.people += int(row["people"])
             summary.skipped += int(row["skipped"])
             summary.failed += json.loads(row["failed"])
@@ -191,8 +183,6 @@ def predict_on_ray(plan: Plan, predictor: LazyPredictor, items: list[InputItem],
             for message in json.loads(row["messages"]):
                 progress.write(message)
             progress.update(int(row["inputs"]))
-    except ray.exceptions.RayError as error:
-        raise DensePoseError(f"the Ray job failed: {_first_line(error)}") from None
     finally:
         remove_leftovers(plan.output_dir)  # temporary files of workers that were killed mid-write
     summary.seconds = time.perf_counter() - start
@@ -213,7 +203,7 @@ class CompareWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [self._unit(int(unit), *pickle.loads(work)) for unit, work in zip(batch["unit"], batch["work"])]
-        return {name: np.array([row[name] for row in rows]) for name in rows[0]}
+        return _columns(rows)
 
     def _unit(self, unit: int, spec: ModelSpec, folder: Path, images: list[ImageItem]) -> dict[str, Any]:
         if self.loaded is None or self.loaded[0] != str(folder):
@@ -249,23 +239,14 @@ def compare_on_ray(specs: list[ModelSpec], images: list[ImageItem], cache_root: 
     if units:
         ray = connect(options)
         rows = [{"unit": k, "work": pickle.dumps(unit)} for k, unit in enumerate(units)]
-        dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
-        results = dataset.map_batches(
-            CompareWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(actor_count(ray, options), len(units))),
-            num_cpus=options.cpus_per_actor, num_gpus=options.gpus_per_actor,
-            fn_constructor_kwargs={"settings": settings, "loader": loader, "threads": int(max(1, options.cpus_per_actor))},
-        )
         with tqdm(total=sum(len(unit[2]) for unit in units), desc="compare", unit="image", disable=not progress) as bar:
-            try:
-                for row in results.iter_rows():
-                    spec, _, chunk_images = units[int(row["unit"])]
-                    if row["error"]:
-                        errors[spec.name] = str(row["error"])
-                    else:
-                        computed[spec.name] = computed.get(spec.name, 0) + len(chunk_images)
-                    bar.update(int(row["pairs"]))
-            except ray.exceptions.RayError as error:
-                raise DensePoseError(f"the Ray job failed: {_first_line(error)}") from None
+            for row in _map_units(ray, CompareWorker, rows, options, {"settings": settings, "loader": loader}):
+                spec, _, chunk_images = units[int(row["unit"])]
+                if row["error"]:
+                    errors[spec.name] = str(row["error"])
+                else:
+                    computed[spec.name] = computed.get(spec.name, 0) + len(chunk_images)
+                bar.update(int(row["pairs"]))
     runs = []
     for spec, folder, _ in plans:
         if spec.skip_reason is not None or spec.name in errors:
@@ -273,6 +254,30 @@ def compare_on_ray(specs: list[ModelSpec], images: list[ImageItem], cache_root: 
         else:
             runs.append(finished_run(spec, folder, computed.get(spec.name, 0)))
     return runs
+
+
+def _map_units(ray, worker: type, rows: list[dict[str, Any]], options: RayOptions, arguments: dict[str, Any]) -> Iterator[dict]:
+    """The rows `worker` returns for `rows` (one work unit each, its own block, so that units
+    spread over the actors and a retry redoes one), as they finish, from an actor pool of
+    options' size; each actor is built with `arguments` and torch threads = its CPUs. The unit's
+    work travels pickled in its row, between our own processes, so that the actors' constructor
+    arguments stay small and Ray can always recreate a dead actor from them. A failed job is a
+    one-line DensePoseError."""
+    dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
+    results = dataset.map_batches(
+        worker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(actor_count(ray, options), len(rows))),
+        num_cpus=options.cpus_per_actor, num_gpus=options.gpus_per_actor,
+        fn_constructor_kwargs={**arguments, "threads": int(max(1, options.cpus_per_actor))},
+    )
+    try:
+        yield from results.iter_rows()
+    except ray.exceptions.RayError as error:
+        raise DensePoseError(f"the Ray job failed: {_first_line(error)}") from None
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """A worker's per-unit result rows as the column batch Ray Data expects back."""
+    return {name: np.array([row[name] for row in rows]) for name in rows[0]}
 
 
 def _first_line(error: BaseException) -> str:
