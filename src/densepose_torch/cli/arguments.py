@@ -8,16 +8,18 @@ from typing import Callable
 from ..errors import DensePoseError
 
 
-def positive(kind: type = int) -> Callable[[str], int | float]:
-    """argparse type: a finite number of `kind` (int or float) above 0, with a one-line error otherwise."""
+def positive(kind: type = int, zero: bool = False) -> Callable[[str], int | float]:
+    """argparse type: a finite number of `kind` (int or float) above 0 (or 0 too, with `zero`),
+    with a one-line error otherwise."""
 
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
-            value = 0
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"must be a positive {'whole ' if kind is int else ''}number, not {text!r}")
+            value = -1
+        if not ((value >= 0 if zero else value > 0) and math.isfinite(value)):
+            what = "0 or a positive" if zero else "a positive"
+            raise argparse.ArgumentTypeError(f"must be {what} {'whole ' if kind is int else ''}number, not {text!r}")
         return value
 
     return parse
@@ -88,7 +90,7 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model replicas on the cluster (default: as many as its CPUs, or GPUs, hold)")
     parser.add_argument("--ray-cpus", type=positive(float), default=1.0, metavar="N",
                         help="CPU cores per replica, also its torch threads (default 1)")
-    parser.add_argument("--ray-gpus", type=non_negative_float, default=0.0, metavar="N",
+    parser.add_argument("--ray-gpus", type=positive(float, zero=True), default=0.0, metavar="N",
                         help="GPUs per replica (default 0; 0.5 puts two replicas on a GPU)")
 
 
@@ -100,12 +102,3 @@ def ray_options(args: argparse.Namespace):
 
     return RayOptions(None if args.ray == LOCAL_RAY else args.ray, args.ray_actors, args.ray_cpus, args.ray_gpus)
 
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
