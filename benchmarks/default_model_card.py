@@ -1,7 +1,7 @@
 """The default model's figures for its model card, on held-out synthetic sets of a seed no model trains on.
 
     python benchmarks/default_model_card.py                                   # the embedded model
-    python benchmarks/default_model_card.py --model out/default_model_v2/model_final.pth --model out/default_model_v1.pth
+    python benchmarks/default_model_card.py --model out/default_model/model_final.pth --model OLD_DEFAULT.pth
 
 For every model: its file size, parameters and CPU time on a 512 x 512 photo (the astronaut; median
 of 7 after 2 warm-up runs, this process's torch threads); then on two held-out sets of --count

@@ -3,7 +3,7 @@
     python scripts/people_free_photos.py -o /work/people_free        # 36 photos from Debian and scikit-learn
     python benchmarks/false_detections.py /work/people_free
     python benchmarks/false_detections.py /work/people_free --model default --model out/run/model_final.pth \
-        --picture docs/images/false_detections.png
+        --picture docs/images/false_detections.jpg
 
 For every model (default: the embedded one) and every image of the folder: the detections scoring
 at least --min-score (0.8, `densepose predict`'s default), and at a few lower thresholds for

@@ -25,15 +25,21 @@ def test_the_default_model_is_small_and_matches_its_config():
     assert model.config == dataclasses.replace(load_train_config(REPO / "configs" / "default_model.yaml").model, chart_body="synthetic")
 
 
-def test_the_two_stages_differ_only_in_schedule_start_and_output():
-    first = load_train_config(REPO / "configs" / "default_model_stage1.yaml").to_dict()
-    second = load_train_config(REPO / "configs" / "default_model.yaml").to_dict()
-    assert second["init_weights"] == "configs/default_model_stage1.yaml" and first["init_weights"] is None
-    assert first["output"] != second["output"]
-    changed = {key for key in first if first[key] != second[key]}
-    assert changed == {"solver", "init_weights", "output", "eval_period"}
-    solver_changes = {key for key in first["solver"] if first["solver"][key] != second["solver"][key]}
-    assert solver_changes == {"base_lr", "max_iter", "steps", "warmup_iters"}
+def test_the_three_stages_chain_and_share_one_model():
+    stages = [load_train_config(REPO / "configs" / name).to_dict()
+              for name in ("default_model_stage1.yaml", "default_model_stage2.yaml", "default_model.yaml")]
+    assert [stage["init_weights"] for stage in stages] == [None, "configs/default_model_stage1.yaml", "configs/default_model_stage2.yaml"]
+    assert len({stage["output"] for stage in stages}) == 3
+    assert all(stage["model"] == stages[0]["model"] for stage in stages)
+    # Stage 2 is stage 1 with a second schedule.
+    first, second = stages[:2]
+    assert {key for key in first if first[key] != second[key]} == {"solver", "init_weights", "output", "eval_period"}
+    assert {key for key in first["solver"] if first["solver"][key] != second["solver"][key]} == {"base_lr", "max_iter", "steps", "warmup_iters"}
+    # Stage 3 trains on dense truth of photo-like scenes over real backgrounds, empty scenes kept.
+    (photo,) = stages[2]["data"]["train"]
+    assert photo["dense"] and photo["keep_empty"]
+    assert photo["synthetic"]["look"] == "photo" and photo["synthetic"]["backgrounds"] == "scikit-image"
+    assert stages[2]["data"]["val"]["synthetic"]["seed"] != photo["synthetic"]["seed"]
 
 
 def test_the_default_model_finds_unseen_synthetic_people():
