@@ -110,7 +110,8 @@ def draw(table: list[tuple[str, dict, dict, dict]], path: Path) -> None:
         x = left + k * 170
         cv2.rectangle(image, (x, height - 30), (x + 14, height - 16), COLOURS[k], -1)
         cv2.putText(image, name, (x + 20, height - 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, "held-out synthetic set: ablation of configs/ablation/ (mean over seeds; whiskers: their range)", (left, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
+    title = "held-out synthetic set: ablation of configs/ablation/ (mean over seeds; whiskers: their range)"
+    cv2.putText(image, title, (left, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
                 (0, 0, 0), 1, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), image)

@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--device", default="cpu", help="cpu or cuda: exact, fast and ONNX Runtime run there, OpenVINO on the CPU")
     args = parser.parse_args()
-    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    cpu = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu
     print(f"# {where}, torch {torch.__version__}")
     rgb = test_image(args.size)
     for name in args.models:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_inference import random_model, test_image
+
 from densepose_torch import Predictor
 
 

@@ -24,11 +24,12 @@ import numpy as np
 import torch
 
 from densepose_torch import DensePoseError, Predictor, load_model
+from densepose_torch.definitions import PART_NAMES
+from densepose_torch.evaluation.part_maps import left_right_confusion
 from densepose_torch.evaluation.surface_names import resolve_surface
 from densepose_torch.io.images import read_image
 from densepose_torch.synthetic.dataset import SynthJob, write_dataset
-from densepose_torch.synthetic.parts import PART_NAMES
-from densepose_torch.training.evaluation import evaluate_predictions, left_right_confusion
+from densepose_torch.training.evaluation import evaluate_predictions
 
 LOOKS = (("plain", None), ("photo", "scikit-image"))
 

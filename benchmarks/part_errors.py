@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from densepose_torch import DensePoseError, Predictor, load_model
+from densepose_torch.definitions import NUM_PART_LABELS, PART_NAMES
+from densepose_torch.evaluation.part_maps import left_right_confusion, part_confusion, part_miou
 from densepose_torch.synthetic.dataset import dense_truth_path, read_dense
-from densepose_torch.synthetic.parts import PART_NAMES
-from densepose_torch.training.evaluation import NUM_LABELS, left_right_confusion, part_confusion, part_miou
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
         predictor = Predictor(load_model(args.model), min_score=args.min_score)
     except DensePoseError as error:
         raise SystemExit(f"part_errors: error: {error}") from None
-    confusion = np.zeros((NUM_LABELS, NUM_LABELS), np.int64)
+    confusion = np.zeros((NUM_PART_LABELS, NUM_PART_LABELS), np.int64)
     for image in dataset["images"][: args.count]:
         shown = predictor(args.dataset / "images" / image["file_name"])
         predicted = shown.to_dense().I if len(shown) else np.zeros(shown.image_size, np.uint8)

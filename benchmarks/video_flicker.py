@@ -28,14 +28,15 @@ import numpy as np
 from tqdm import tqdm
 
 from densepose_torch import Predictor, load_model
+from densepose_torch.definitions import NUM_PART_LABELS
 from densepose_torch.evaluation import evaluate
+from densepose_torch.evaluation.part_maps import part_confusion, part_miou
 from densepose_torch.evaluation.surface_names import resolve_surface
 from densepose_torch.evaluation.temporal import FlickerCounts, corresponding_pixels, identity_switches, track_of_people
 from densepose_torch.io.coco_results import result_to_records
 from densepose_torch.io.images import read_image, write_picture
-from densepose_torch.synthetic.dataset import read_dense
-from densepose_torch.training.evaluation import NUM_LABELS, part_confusion, part_miou
 from densepose_torch.results import DensePoseResult
+from densepose_torch.synthetic.dataset import read_dense
 from densepose_torch.video import Tracker
 from densepose_torch.video.smoothing import TemporalSmoother
 
@@ -62,7 +63,7 @@ VARIANTS = ("off", "centred", "causal")
 class Figures:
     """Sums over clips for one way of post-processing the tracked results."""
 
-    confusion: np.ndarray = field(default_factory=lambda: np.zeros((NUM_LABELS, NUM_LABELS), np.int64))
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((NUM_PART_LABELS, NUM_PART_LABELS), np.int64))
     flicker: FlickerCounts = field(default_factory=FlickerCounts)
     records: list = field(default_factory=list)
     switches: int = 0

@@ -17,8 +17,7 @@ import cv2
 import numpy as np
 
 from densepose_torch.assets import example_image_path
-from densepose_torch.io.images import write_picture
-from densepose_torch.io.images import read_image
+from densepose_torch.io.images import read_image, write_picture
 from densepose_torch.render import PRESETS
 from densepose_torch.results import ChartResult, DensePoseResult
 

@@ -44,9 +44,9 @@ def _config(dataset: Path, output: Path, model: dict = CASCADE) -> dict:
 
 
 def test_the_option_is_off_by_default_and_no_zoo_architecture_changes():
-    assert not ModelConfig().cascade
+    assert not ModelConfig().is_cascade
     for entry in ZOO:
-        assert not entry.architecture.cascade
+        assert not entry.architecture.is_cascade
     plain = build_model(ModelConfig(**TINY_MODEL)).state_dict()
     cascade = build_model(ModelConfig(**CASCADE)).state_dict()
     assert not any(".tasks." in k or ".cascade." in k for k in plain)

@@ -18,7 +18,7 @@ from densepose_torch.zoo import ZOO, architecture_from_name, get_zoo_model
 
 from .shared import shared_path
 
-# detectron2-built models of each family: (state-dict tensors, elements), spec §5.2.
+# detectron2-built models of each family: (state-dict tensors, elements), as detectron2 saves them.
 FAMILY_SIZES = {
     "R_50_FPN_s1x_legacy": (319, 59_837_487),
     "R_101_FPN_s1x_legacy": (574, 78_881_839),
@@ -157,12 +157,14 @@ def _caffe2_blobs(config: ModelConfig) -> dict[str, np.ndarray]:
         name = key.replace("backbone.bottom_up.", "").replace("backbone.", "").replace("roi_heads.densepose_head.", "")
         name = name.replace("roi_heads.densepose_predictor.", "").replace("roi_heads.box_head.fc1", "fc6").replace("roi_heads.box_head.fc2", "fc7")
         name = name.replace("roi_heads.box_predictor.", "").replace("proposal_generator.rpn_head.conv", "conv_rpn_fpn2")
-        name = name.replace("proposal_generator.rpn_head.objectness_logits", "rpn_cls_logits_fpn2").replace("proposal_generator.rpn_head.anchor_deltas", "rpn_bbox_pred_fpn2")
+        name = name.replace("proposal_generator.rpn_head.objectness_logits", "rpn_cls_logits_fpn2")
+        name = name.replace("proposal_generator.rpn_head.anchor_deltas", "rpn_bbox_pred_fpn2")
         name = re.sub(r"fpn_lateral(\d)", lambda m: f"fpn_inner_res{m.group(1)}_0_sum_lateral" if m.group(1) != "5" else "fpn_inner_res5_2_sum", name)
         name = re.sub(r"fpn_output(\d)", lambda m: f"fpn_res{m.group(1)}_0_sum", name)
         name = name.replace("stem.conv1.norm.weight", "res_conv1_bn_s").replace("stem.conv1.norm.bias", "res_conv1_bn_b").replace("stem.conv1", "conv1")
         name = name.replace(".shortcut", "_branch1").replace(".conv1", "_branch2a").replace(".conv2", "_branch2b").replace(".conv3", "_branch2c")
-        name = name.replace("ann_index_lowres", "AnnIndex_lowres").replace("index_uv_lowres", "Index_UV_lowres").replace("u_lowres", "U_lowres").replace("v_lowres", "V_lowres")
+        name = name.replace("ann_index_lowres", "AnnIndex_lowres").replace("index_uv_lowres", "Index_UV_lowres")
+        name = name.replace("u_lowres", "U_lowres").replace("v_lowres", "V_lowres")
         name = name.replace(".norm.weight", "_bn_s").replace(".norm.bias", "_bn_b").replace(".weight", "_w").replace(".bias", "_b").replace(".", "_")
         if "running" in name:
             continue  # Caffe2's AffineChannel has no statistics

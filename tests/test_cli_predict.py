@@ -11,13 +11,13 @@ import pytest
 
 from densepose_torch.cli import main
 from densepose_torch.config import ModelConfig
-from densepose_torch.jobs import predict as predict_job
 from densepose_torch.errors import DensePoseError
 from densepose_torch.io.coco_results import load_results
 from densepose_torch.io.iuv_png import read_inds_png, read_iuv_png
 from densepose_torch.io.npz import read_npz
 from densepose_torch.io.output_folder import RUN_RECORD
 from densepose_torch.io.video import probe_video, read_frames
+from densepose_torch.jobs import predict as predict_job
 from densepose_torch.results import ChartResult, DensePoseResult
 
 PART_OF_FIRST, PART_OF_SECOND = 5, 20
@@ -442,11 +442,11 @@ def test_without_a_model_the_default_model_message_comes_through(tmp_path, capsy
 
 
 def test_real_tiny_model_end_to_end(tmp_path):
+    import torch
+
     from densepose_torch.checkpoint import save_checkpoint
     from densepose_torch.config import ModelConfig
     from densepose_torch.modeling import build_model
-
-    import torch
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(depth=18, fpn_channels=32, head_channels=32, head_convs=2, box_fc_dim=64,

@@ -15,7 +15,6 @@ from densepose_torch.results import ChartResult, DensePoseResult
 from .shared import shared_path
 
 
-
 def _result() -> DensePoseResult:
     rng = np.random.default_rng(0)
     charts = []

@@ -23,12 +23,9 @@ from densepose_torch.data.loader import (
 )
 from densepose_torch.data.mapper import Augmentation, map_sample, person_densepose
 from densepose_torch.data.transforms import FlipSymmetry, load_flip_symmetry
+from densepose_torch.definitions import COARSE_PART_SYMMETRY, PART_SYMMETRY
 from densepose_torch.errors import DensePoseError
-from densepose_torch.synthetic.parts import (
-    COARSE_PART_SYMMETRY,
-    PART_SYMMETRY,
-    uv_symmetry_tables,
-)
+from densepose_torch.synthetic.parts import uv_symmetry_tables
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

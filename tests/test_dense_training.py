@@ -10,15 +10,15 @@ import torch
 from densepose_torch.config import ModelConfig
 from densepose_torch.data.dense_truth import BoxDenseTruth, box_dense_truth, flip_dense_truth
 from densepose_torch.data.transforms import FlipSymmetry
+from densepose_torch.definitions import PART_SYMMETRY
 from densepose_torch.errors import DensePoseError
 from densepose_torch.results import DenseMaps
 from densepose_torch.synthetic.backgrounds import SCIKIT_IMAGE_PHOTOS, bundled_backgrounds
-from densepose_torch.synthetic.parts import PART_SYMMETRY
 from densepose_torch.synthetic.scene import SceneConfig, SceneGenerator, list_backgrounds
 from densepose_torch.training.config import LossConfig
 from densepose_torch.training.losses import (
-    DenseTargets,
     DensePoseTargets,
+    DenseTargets,
     dense_chart_losses,
     densepose_losses,
     resample_dense_truth,

@@ -162,7 +162,8 @@ class _Interrupt(Exception):
     pass
 
 
-def test_teacher_training_resumes_bit_identically(tiny_synthetic_set, tmp_path, monkeypatch):
+def _whole_and_interrupted_teacher_runs(tiny_synthetic_set, tmp_path, monkeypatch):
+    """(final weights of an uninterrupted run, the config of a run killed before iteration 3)."""
     whole = train_teacher(train_config_from_dict(_config(tiny_synthetic_set, tmp_path / "whole")), progress=False)
     real = teacher_module.teacher_batch
 
@@ -176,6 +177,11 @@ def test_teacher_training_resumes_bit_identically(tiny_synthetic_set, tmp_path, 
     with pytest.raises(_Interrupt):
         train_teacher(cut_config, progress=False)
     monkeypatch.setattr(teacher_module, "teacher_batch", real)
+    return whole, cut_config
+
+
+def test_teacher_training_resumes_bit_identically(tiny_synthetic_set, tmp_path, monkeypatch):
+    whole, cut_config = _whole_and_interrupted_teacher_runs(tiny_synthetic_set, tmp_path, monkeypatch)
     assert not (tmp_path / "cut" / "teacher" / "teacher_final.pth").exists()
     resumed = train_teacher(cut_config, progress=False)
     a, b = torch.load(whole, weights_only=False)["model"], torch.load(resumed, weights_only=False)["model"]
@@ -183,6 +189,55 @@ def test_teacher_training_resumes_bit_identically(tiny_synthetic_set, tmp_path, 
     assert isinstance(load_teacher(resumed), TeacherNet)
     with pytest.raises(DensePoseError, match="not a teacher checkpoint"):
         load_teacher(save_checkpoint(build_model(ModelConfig(**TINY_MODEL)), tmp_path / "rcnn.pth"))
+
+
+def test_teacher_resumes_where_it_stopped_also_from_a_checkpoint_of_the_old_format(tiny_synthetic_set, tmp_path, monkeypatch):
+    whole, cut_config = _whole_and_interrupted_teacher_runs(tiny_synthetic_set, tmp_path, monkeypatch)
+    real = teacher_module.teacher_batch
+    seen = []
+    folder = tmp_path / "cut" / "teacher"
+    assert (folder / "last_teacher_checkpoint").read_text().strip() == "teacher_0000002.pth"
+    # Teacher checkpoints written before the shared loop held the CPU RNG state as a bare tensor
+    # and no loss scale.
+    checkpoint = torch.load(folder / "teacher_0000002.pth", weights_only=False)
+    checkpoint["rng"] = checkpoint["rng"]["torch"]
+    del checkpoint["scaler"]
+    torch.save(checkpoint, folder / "teacher_0000002.pth")
+
+    def record(examples, config, symmetry, seed, iteration):
+        seen.append(iteration)
+        return real(examples, config, symmetry, seed, iteration)
+
+    monkeypatch.setattr(teacher_module, "teacher_batch", record)
+    resumed = train_teacher(cut_config, progress=False)
+    assert seen == [2, 3]  # from the checkpoint on, nothing redone
+    a, b = torch.load(whole, weights_only=False)["model"], torch.load(resumed, weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert load_teacher(resumed, "cpu").device == torch.device("cpu")
+
+
+def _untrained_teacher_file(path: Path) -> Path:
+    teacher_module._save(path, TeacherNet(TeacherConfig(**TINY_TEACHER)))
+    return path
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_teacher_training_honours_the_configured_device(tiny_synthetic_set, tmp_path):
+    config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path, device="cuda"))
+    with pytest.raises(DensePoseError, match="CUDA was requested"):
+        train_teacher(config, progress=False)
+    assert not (tmp_path / "teacher").exists()
+    with pytest.raises(DensePoseError, match="CUDA was requested"):
+        load_teacher(_untrained_teacher_file(tmp_path / "untrained.pth"), "cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_teacher_trains_on_the_gpu_when_configured(tiny_synthetic_set, tmp_path):
+    config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path, dict(TINY_TEACHER, max_iter=3), device="cuda"))
+    final = train_teacher(config, progress=False)
+    checkpoint = torch.load(tmp_path / "teacher" / "teacher_0000002.pth", weights_only=False)
+    assert "cuda" in checkpoint["rng"]  # the GPU's generators were in use, and are saved for resuming
+    assert load_teacher(final, "cuda").device.type == "cuda"
 
 
 def test_grid_labels_take_the_best_body_part_inside_the_mask():

@@ -1,4 +1,4 @@
-"""DensePose evaluation rules (spec §7), each on a small case whose figures are worked out by hand.
+"""DensePose evaluation rules (detectron2's DensePoseCocoEval), each on a small case whose figures are worked out by hand.
 
 The body surface is a fake: every part has a 3 x 3 grid of vertices at U, V in {1/6, 1/2, 5/6},
 parts 10 m apart, and the geodesic distance inside a part is the (U, V) distance in metres. A
@@ -143,7 +143,7 @@ def test_gps_per_part_normalisers():
 def test_condensed_index_equals_the_official_formula():
     n = 27554
 
-    def official(i, j):  # getDistancesUV, transcribed from spec §7.3 as a test oracle
+    def official(i, j):  # getDistancesUV, DensePoseCocoEval's, written out again as a test oracle
         if j > i:
             i, j = j, i
         i, j = n - i - 1, n - j - 1

@@ -10,6 +10,7 @@ from PIL import Image
 from densepose_torch.cli import main
 from densepose_torch.io.coco_results import load_results, write_results
 from densepose_torch.results import ChartResult, DensePoseResult
+
 from .test_evaluation import Scene
 from .test_evaluation_official_data import write_fake_official_data
 
@@ -155,11 +156,11 @@ def test_predict_then_evaluate_resumes_after_interruption(tmp_path, monkeypatch)
 
 
 def test_predict_with_a_real_tiny_model(tmp_path):
+    import torch
+
     from densepose_torch.checkpoint import save_checkpoint
     from densepose_torch.config import ModelConfig
     from densepose_torch.modeling import build_model
-
-    import torch
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(depth=18, fpn_channels=32, head_channels=32, head_convs=2, box_fc_dim=64,

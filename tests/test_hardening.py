@@ -3,7 +3,6 @@ architectures, decompression bombs, bad devices, output folders that cannot take
 re-run with other settings, downloads that fail, and the surface of a synthetic set."""
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import struct
@@ -16,14 +15,13 @@ import torch
 
 from densepose_torch.checkpoint import load_model, read_state_dict, save_checkpoint
 from densepose_torch.cli import main
-from densepose_torch.jobs import predict as predict_job
-from densepose_torch.jobs.predict import ModelChoice, build_predictor
-from densepose_torch.evaluation.surface_names import surface_for
 from densepose_torch.errors import DensePoseError
+from densepose_torch.evaluation.surface_names import surface_for
 from densepose_torch.inference import Predictor
 from densepose_torch.io import download
-from densepose_torch.io.output_folder import RUN_RECORD
 from densepose_torch.io.safe_pickle import UnsafePickleError, safe_load
+from densepose_torch.jobs import predict as predict_job
+from densepose_torch.jobs.predict import ModelChoice, build_predictor
 from densepose_torch.synthetic.dataset import SYNTHETIC_DESCRIPTION
 from densepose_torch.zoo import ZOO, get_zoo_model
 

@@ -2,7 +2,6 @@
 DensePose demo output (../shared/data/demo_im_IUV.png, CC BY-NC, read in place, never copied)."""
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from densepose_torch.io.iuv_png import iuv_array, read_inds_png, read_iuv_png, w
 from densepose_torch.results import DenseMaps
 
 from .shared import shared_path
-
 
 
 def sample_maps():

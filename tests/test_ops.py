@@ -1,5 +1,5 @@
 """RoIAlign, NMS and box arithmetic against slow, obviously correct references (plain Python
-loops written straight from the algorithm's definition, spec §4.5-4.7)."""
+loops written straight from the algorithm's definition)."""
 from __future__ import annotations
 
 import math

@@ -9,8 +9,20 @@ import pytest
 
 from densepose_torch.errors import DensePoseError
 from densepose_torch.render import (
-    PRESETS, bbox, controlnet, default_texture_atlas, dp_contour, dp_iuv_texture, dp_segm, dp_u, dp_v,
-    idm_vton_input, idm_vton_output, load_texture_atlas, magicanimate, viton,
+    PRESETS,
+    bbox,
+    controlnet,
+    default_texture_atlas,
+    dp_contour,
+    dp_iuv_texture,
+    dp_segm,
+    dp_u,
+    dp_v,
+    idm_vton_input,
+    idm_vton_output,
+    load_texture_atlas,
+    magicanimate,
+    viton,
 )
 from densepose_torch.results import ChartResult, DensePoseResult
 

@@ -17,6 +17,7 @@ from densepose_torch.service.server import free_port
 
 from .test_service import photo, png_of, tiny_predictor  # noqa: F401 - fixtures
 
+
 def parse(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["serve", *argv])
 

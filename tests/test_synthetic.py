@@ -9,11 +9,9 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from densepose_torch.definitions import COARSE_PART_SYMMETRY, FINE_TO_COARSE, PART_SYMMETRY
 from densepose_torch.errors import DensePoseError
 from densepose_torch.synthetic import (
-    COARSE_PART_SYMMETRY,
-    FINE_TO_COARSE,
-    PART_SYMMETRY,
     AnnySurface,
     SceneGenerator,
     SynthJob,
@@ -24,14 +22,14 @@ from densepose_torch.synthetic import (
     write_dataset,
 )
 from densepose_torch.synthetic.body import joint_frames
-from densepose_torch.synthetic.poses import JOINT_LIMITS, POSE_FAMILIES, sample_pose
 from densepose_torch.synthetic.coco import min_dp_pixels
+from densepose_torch.synthetic.poses import JOINT_LIMITS, POSE_FAMILIES, sample_pose
 from densepose_torch.synthetic.raster import rasterize
 
 SIZE = 128  # small images keep the file fast; the geometry is the same at any size
 
-# spec §4.11
-SPEC_FINE_TO_COARSE = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5, 7: 6, 8: 7, 9: 6, 10: 7, 11: 8, 12: 9, 13: 8, 14: 9,
+# DensePose's fine-to-coarse part table (detectron2's), written out independently of definitions.py
+EXPECTED_FINE_TO_COARSE = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5, 7: 6, 8: 7, 9: 6, 10: 7, 11: 8, 12: 9, 13: 8, 14: 9,
                        15: 10, 16: 11, 17: 10, 18: 11, 19: 12, 20: 13, 21: 12, 22: 13, 23: 14, 24: 14}
 
 
@@ -61,7 +59,7 @@ def _skin_faces(body, part):
 
 
 def test_part_tables_match_densepose():
-    assert {i: int(FINE_TO_COARSE[i]) for i in range(1, 25)} == SPEC_FINE_TO_COARSE
+    assert {i: int(FINE_TO_COARSE[i]) for i in range(1, 25)} == EXPECTED_FINE_TO_COARSE
     assert [PART_SYMMETRY[PART_SYMMETRY[i]] for i in range(25)] == list(range(25))
     # flipping then coarsening equals coarsening then flipping the coarse label
     for i in range(25):

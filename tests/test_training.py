@@ -32,6 +32,7 @@ from densepose_torch.training.init import (
     load_initial_weights,
     prepare_backbone,
 )
+from densepose_torch.training.loop import CheckpointFiles, LoopConfig, ResumableLoop
 from densepose_torch.training.model import TrainingModel
 from densepose_torch.training.solver import (
     build_optimizer,
@@ -154,6 +155,39 @@ def test_initial_weights_load_where_names_and_shapes_fit(tmp_path):
     torch.testing.assert_close(target.backbone.bottom_up.stem.conv1.weight, source.backbone.bottom_up.stem.conv1.weight)
     with pytest.raises(DensePoseError):
         load_initial_weights(target, tmp_path / "missing_model_name")
+
+
+def _linear_loop(folder: Path) -> ResumableLoop:
+    """A 2 -> 1 linear model on the loop, checkpointing every iteration into `folder`."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    config = LoopConfig(SolverConfig(max_iter=4, steps=(), warmup_iters=1), checkpoint_period=1, label="linear",
+                        divergence_advice="lower it")
+
+    def write(path: Path, state: dict) -> None:
+        torch.save({"model": model.state_dict(), **state}, path)
+
+    return ResumableLoop(config, model, CheckpointFiles(folder, "m_", "last"), write, torch.device("cpu"), progress=False)
+
+
+def test_the_loop_stops_at_a_non_finite_loss_with_one_line_and_resumes_from_its_checkpoint(tmp_path):
+    loop = _linear_loop(tmp_path)
+    inputs = torch.tensor([[1.0, 2.0]])
+
+    def losses(iteration: int) -> dict[str, torch.Tensor]:
+        value = loop.model(inputs).sum() ** 2
+        return {"loss": value * float("nan") if iteration == 2 else value}
+
+    with pytest.raises(DensePoseError, match=r"^the loss became nan at iteration 2; lower it$"):
+        loop.run(0, lambda iteration: iteration, losses)
+    assert (tmp_path / "last").read_text().strip() == "m_0000002.pth"
+    saved = torch.load(tmp_path / "m_0000002.pth", weights_only=False)
+    # The check comes before the step: the weights are those of the last good iteration.
+    assert all(torch.equal(v, saved["model"][k]) for k, v in loop.model.state_dict().items())
+    again = _linear_loop(tmp_path)
+    assert not torch.equal(again.model.weight, loop.model.weight)
+    assert again.restore() == 2 and torch.equal(again.model.weight, loop.model.weight)
+    assert again.optimizer.state_dict()["state"][0]["momentum_buffer"].abs().sum() > 0
 
 
 def test_a_few_steps_overfit_a_fixed_batch(tiny_synthetic_set, tmp_path):

@@ -1,4 +1,4 @@
-"""Training losses against hand computations on tiny cases (spec §6.4), the point-to-grid
+"""Training losses against hand computations on tiny cases (detectron2's formulas), the point-to-grid
 mapping, the coarse-mask resampling, and the trainable RoIAlign."""
 from __future__ import annotations
 
@@ -119,7 +119,10 @@ def _softplus(x: float) -> float:
 
 def test_confidence_losses_match_the_gaussian_formulas():
     u, v, s, ku, kv, ug, vg = 0.3, 0.8, -0.5, 0.2, -0.4, 0.5, 0.6
-    t = lambda x: torch.tensor([x])
+
+    def t(x):
+        return torch.tensor([x])
+
     sigma2 = _softplus(s) + 0.01
     d2 = (u - ug) ** 2 + (v - vg) ** 2
     iso = 0.5 * (math.log(2 * math.pi) + 2 * math.log(sigma2) + d2 / sigma2)
@@ -188,7 +191,10 @@ def test_uv_confidence_losses_replace_u_and_v():
     targets = _targets([(64.0, 96.0)], [7], [(0.25, 0.75)], est=(0, 0, 64, 64), gt=(0, 0, 64, 64))
     losses = densepose_losses(outputs, targets, ModelConfig(uv_confidence="iid_iso"), LossConfig(point_weight=0.0005))
     assert set(losses) == {"loss_densepose_I", "loss_densepose_S", "loss_densepose_UV"}
-    at = lambda name: outputs[name][0, 7, 3, 2].item()
+
+    def at(name):
+        return outputs[name][0, 7, 3, 2].item()
+
     sigma2 = _softplus(at("sigma_2")) + 0.01
     d2 = (at("u") - 0.25) ** 2 + (at("v") - 0.75) ** 2
     nll = 0.5 * (math.log(2 * math.pi) + 2 * math.log(sigma2) + d2 / sigma2)

@@ -1,4 +1,4 @@
-"""Anchor and proposal matching, balanced sampling and the DensePose ROI choice (spec §6.3)."""
+"""Anchor and proposal matching, balanced sampling and the DensePose ROI choice (detectron2's rules)."""
 from __future__ import annotations
 
 import torch

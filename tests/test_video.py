@@ -146,7 +146,7 @@ def test_appearance_keeps_two_crossing_people_apart():
 
 
 # -- flicker figures ---------------------------------------------------------------------------
-def maps(I, U=None, V=None, instance=None) -> DenseMaps:
+def maps(I, U=None, V=None, instance=None) -> DenseMaps:  # noqa: E741 - DensePose's name for the part map
     I = np.asarray(I, np.uint8)  # noqa: E741
     U = np.asarray(U if U is not None else np.tile(np.linspace(0, 1, I.shape[1]), (I.shape[0], 1)), np.float32)
     V = np.asarray(V if V is not None else np.tile(np.linspace(0, 1, I.shape[0])[:, None], (1, I.shape[1])), np.float32)

@@ -176,7 +176,7 @@ def convert_caffe2_names(blobs: dict[str, Any]) -> dict[str, Any]:
     return renamed
 
 
-def _match_suffixes(model_keys: list[str], checkpoint: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+def match_suffixes(model_keys: list[str], checkpoint: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Map each model key to the longest checkpoint key that is a '.'-delimited suffix of it."""
     matched, used = {}, set()
     for key in model_keys:
@@ -227,7 +227,7 @@ def load_weights(model: DensePoseRCNN, state: dict[str, torch.Tensor], kind: str
     expected = model.state_dict()
     unused: list[str] = []
     if kind == "caffe2":
-        state, unused = _match_suffixes(list(expected), state)
+        state, unused = match_suffixes(list(expected), state)
         for key in expected:
             if key not in state and key.endswith(("norm.running_mean", "norm.running_var")):
                 state[key] = torch.zeros_like(expected[key]) if key.endswith("mean") else torch.ones_like(expected[key])

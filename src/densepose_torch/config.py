@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from .errors import DensePoseError
 
+# Chart outputs are 4x the pooled resolution: the predictor's stride-2 deconvolution, then x2 upsampling.
+CHART_OUTPUT_STRIDE = 4
+
 HeadType = Literal["v1convx", "deeplab"]
 UVConfidence = Literal["iid_iso", "indep_aniso"]
 ChartBody = Literal["smpl", "synthetic"]
@@ -70,13 +73,14 @@ class ModelConfig:
             raise DensePoseError(f"uv_confidence must be None, 'iid_iso' or 'indep_aniso', not {self.uv_confidence!r}")
 
     @property
-    def cascade(self) -> bool:
+    def is_cascade(self) -> bool:
+        """Whether the ROI heads cross-cascade (a mask or keypoint branch and a second stage)."""
         return self.cascade_mask or self.cascade_keypoints
 
     @property
-    def heatmap_size(self) -> int:
-        """Side of the predictor's output maps: pooled size x 2 (deconv) x 2 (interpolation)."""
-        return self.pooler_resolution * 4
+    def chart_size(self) -> int:
+        """Side S of the (R, C, S, S) chart outputs."""
+        return self.pooler_resolution * CHART_OUTPUT_STRIDE
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -20,8 +20,8 @@ from .allocator import keep_freed_memory
 from .checkpoint import load_model
 from .devices import resolve_device
 from .errors import DensePoseError
-from .io.images import ChannelOrder, ImageInput, to_rgb_array
 from .export.runtime import BACKENDS, RUNTIME_SUFFIXES, RuntimeModel, load_runtime_model
+from .io.images import ChannelOrder, ImageInput, to_rgb_array
 from .modeling import DensePoseRCNN
 from .modeling.fast import fast_copy
 from .postprocessing import rescale_detections, to_result

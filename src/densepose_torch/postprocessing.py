@@ -17,12 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .modeling import RawDetections
+from .definitions import PER_PART_FIELDS, SEGM_CONFIDENCE_FIELDS
+from .modeling import ChartOutputs, RawDetections
 from .ops.boxes import clip_boxes, nonempty
 from .results import ChartResult, DensePoseResult
-
-PER_PART_FIELDS = ("u", "v", "sigma_2", "kappa_u", "kappa_v")
-WHOLE_BOX_FIELDS = ("fine_segm_confidence", "coarse_segm_confidence")
 
 
 def rescale_detections(raw: RawDetections, input_size: tuple[int, int], original_size: tuple[int, int]) -> RawDetections:
@@ -72,7 +70,7 @@ def _sample_labelled_channel(maps: torch.Tensor, labels: torch.Tensor) -> torch.
     return top * (1 - fy[:, None]) + bottom * fy[:, None]
 
 
-def chart_of_box(outputs: dict[str, torch.Tensor], index: int, x: int, y: int, w: int, h: int, exact: bool = True) -> ChartResult:
+def chart_of_box(outputs: ChartOutputs, index: int, x: int, y: int, w: int, h: int, exact: bool = True) -> ChartResult:
     """The chart of detection `index` placed at (x, y) with size (h, w). `exact` resamples every
     channel as detectron2 does; otherwise only the labelled part's channel is sampled."""
     size = (h, w)
@@ -87,7 +85,7 @@ def chart_of_box(outputs: dict[str, torch.Tensor], index: int, x: int, y: int, w
             else:
                 picked = _sample_labelled_channel(outputs[name][index], labels)
             values[name] = torch.where(body, picked, torch.zeros_like(picked))
-    for name in WHOLE_BOX_FIELDS:
+    for name in SEGM_CONFIDENCE_FIELDS:
         if name in outputs:
             values[name] = _resize(outputs[name][index : index + 1], size)[0]
     if "mask" in outputs:
@@ -98,7 +96,7 @@ def chart_of_box(outputs: dict[str, torch.Tensor], index: int, x: int, y: int, w
     return ChartResult(x=x, y=y, **host)
 
 
-def charts_from_outputs(boxes: torch.Tensor, outputs: dict[str, torch.Tensor], exact: bool = True) -> list[ChartResult]:
+def charts_from_outputs(boxes: torch.Tensor, outputs: ChartOutputs, exact: bool = True) -> list[ChartResult]:
     """Per-box chart results from the raw (N, C, S, S) outputs of boxes in original pixels."""
     outputs = {k: v.detach().float().contiguous() for k, v in outputs.items()}
     xywh = integer_boxes(boxes.detach().float().cpu()).tolist()

@@ -10,10 +10,31 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .definitions import CONFIDENCE_FIELDS
+
 if TYPE_CHECKING:  # surface builds on this module
     from .surface import ChartLocator, SurfaceMaps
 
-CONFIDENCE_FIELDS = ("sigma_2", "kappa_u", "kappa_v", "fine_segm_confidence", "coarse_segm_confidence")
+
+
+@dataclass(frozen=True)
+class ImageWindow:
+    """The part of a box that lies inside an image: `image` (rows, cols) slices of the image,
+    `box` the same pixels' (rows, cols) slices of a box-sized array."""
+
+    image: tuple[slice, slice]
+    box: tuple[slice, slice]
+
+
+def image_window(x: int, y: int, width: int, height: int, image_size: tuple[int, ...]) -> ImageWindow | None:
+    """The overlap of a `width` x `height` box anchored at (x, y) with an image of `image_size`
+    ((height, width, ...)); None where they do not overlap. Charts may reach past the image
+    (their box is truncated, not clipped), so everything that pastes one goes through here."""
+    top, left = max(y, 0), max(x, 0)
+    bottom, right = min(y + height, image_size[0]), min(x + width, image_size[1])
+    if bottom <= top or right <= left:
+        return None
+    return ImageWindow((slice(top, bottom), slice(left, right)), (slice(top - y, bottom - y), slice(left - x, right - x)))
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,10 @@ class ChartResult:
     @property
     def width(self) -> int:
         return int(self.labels.shape[1])
+
+    def window(self, image_size: tuple[int, int]) -> ImageWindow | None:
+        """Where this chart lies inside an image of `image_size` (height, width)."""
+        return image_window(self.x, self.y, self.width, self.height, image_size)
 
     def confidences(self) -> dict[str, np.ndarray]:
         """The confidence maps this chart has, by name."""
@@ -135,15 +160,13 @@ class DensePoseResult:
         order = np.argsort(-self.scores, kind="stable")[::-1]
         for index in order:
             chart = self.charts[index]
-            y0, x0 = max(chart.y, 0), max(chart.x, 0)
-            y1, x1 = min(chart.y + chart.height, height), min(chart.x + chart.width, width)
-            if y1 <= y0 or x1 <= x0:
+            window = chart.window(self.image_size)
+            if window is None:
                 continue
-            labels = chart.labels[y0 - chart.y : y1 - chart.y, x0 - chart.x : x1 - chart.x]
+            labels = chart.labels[window.box]
             body = labels > 0
-            window = (slice(y0, y1), slice(x0, x1))
-            part[window][body] = labels[body]
-            u[window][body] = chart.uv[0, y0 - chart.y : y1 - chart.y, x0 - chart.x : x1 - chart.x][body]
-            v[window][body] = chart.uv[1, y0 - chart.y : y1 - chart.y, x0 - chart.x : x1 - chart.x][body]
-            instance[window][body] = ids[index]
+            part[window.image][body] = labels[body]
+            u[window.image][body] = chart.uv[0][window.box][body]
+            v[window.image][body] = chart.uv[1][window.box][body]
+            instance[window.image][body] = ids[index]
         return DenseMaps(I=part, U=u, V=v, instance=instance)

@@ -31,7 +31,8 @@ def check_min_score(value: float) -> None:
         raise DensePoseError(f"--min-score must be between 0 and 1, not {value}")
 
 
-PRECISION_HELP = "exact (default) reproduces detectron2's float32 arithmetic; fast runs the whole network in bfloat16 where the CPU or GPU supports it (fp32 and bf16 are accepted as the earlier names)"
+PRECISION_HELP = ("exact (default) reproduces detectron2's float32 arithmetic; fast runs the whole network in bfloat16 where the CPU or "
+                  "GPU supports it (fp32 and bf16 are accepted as the earlier names)")
 
 
 def precision(text: str) -> str:

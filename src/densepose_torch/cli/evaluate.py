@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
-from ..io.coco_results import load_results, result_to_records, write_results
-from .arguments import model_choice, add_backend_argument, add_model_file_arguments, add_precision_argument
+from .arguments import add_backend_argument, add_model_file_arguments, add_precision_argument, model_choice
 
 EXAMPLES = """examples:
   densepose evaluate --gt densepose_minival2014.json --pred results.json -o metrics.json
@@ -60,78 +56,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _image_path(folder: Path, file_name: str) -> Path | None:
-    for candidate in (folder / file_name, folder / Path(file_name).name):
-        if candidate.is_file():
-            return candidate
-    return None
+def _predictions(gt, args: argparse.Namespace) -> list[dict]:
+    """Results records of --model on the ground truth's images in --images (reusing a finished
+    --pred-out file, resuming an interrupted one)."""
+    from ..jobs.ground_truth import predict_ground_truth_images
+    from ..jobs.predict import build_predictor
 
-
-def _read_partial(path: Path) -> dict:
-    """Per-image records saved by an interrupted run (a torn last line is dropped)."""
-    done = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-                done[entry["file_name"]] = entry["records"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-    return done
-
-
-def predict_ground_truth_images(gt, args: argparse.Namespace) -> list[dict]:
-    """Results records of the model on every image of the ground truth, found in --images by
-    file_name. With --pred-out, each finished image is appended to PRED_OUT.partial.jsonl, so
-    an interrupted run resumes where it stopped; the complete file is then written atomically."""
     if not args.images:
         raise DensePoseError("--model needs --images DIR (the folder holding the ground truth's images)")
-    folder = Path(args.images)
-    if not folder.is_dir():
-        raise DensePoseError(f"no such image folder: {folder}")
-    pred_out = Path(args.pred_out) if args.pred_out else None
-    if pred_out is not None and pred_out.is_file():
-        print(f"densepose evaluate: using the predictions in {pred_out} (delete it to predict again)", file=sys.stderr)
-        return load_results(pred_out, decode=False)
-
-    images = []
-    for image in gt.dataset["images"]:
-        name = image.get("file_name")
-        path = _image_path(folder, name) if isinstance(name, str) else None
-        if path is None:
-            raise DensePoseError(f"image {image['id']!r} ({name or 'no file_name'}) of the ground truth is not in {folder}")
-        images.append((image["id"], name, path))
-
-    partial = pred_out.with_name(pred_out.name + ".partial.jsonl") if pred_out else None
-    done = _read_partial(partial) if partial else {}
-    pending = [item for item in images if item[1] not in done]
-    if pending:
-        from ..jobs.predict import build_predictor
-
-        predictor = build_predictor(model_choice(args), args.device, args.precision)
-        log = None
-        if partial is not None:
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            torn = partial.is_file() and not partial.read_bytes().endswith(b"\n") and partial.stat().st_size > 0
-            log = open(partial, "a", encoding="utf-8")
-            if torn:  # a line cut by a crash must not swallow the next one
-                log.write("\n")
-        try:
-            for image_id, name, path in tqdm(pending, desc="predicting", unit="image"):
-                records = result_to_records(predictor(path), image_id, file_name=name)
-                done[name] = records
-                if log is not None:
-                    log.write(json.dumps({"file_name": name, "records": records}) + "\n")
-                    log.flush()
-                    os.fsync(log.fileno())
-        finally:
-            if log is not None:
-                log.close()
-    records = [record for _, name, _ in images for record in done[name]]
-    if pred_out is not None:
-        write_results(pred_out, records)
-        partial.unlink(missing_ok=True)
-    return records
+    return predict_ground_truth_images(
+        gt, args.images, lambda: build_predictor(model_choice(args), args.device, args.precision), args.pred_out,
+        notice=lambda message: print(f"densepose evaluate: {message}", file=sys.stderr),
+    )
 
 
 def _cell(value: float | None) -> str:
@@ -164,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     gt = load_ground_truth(Path(args.gt))
     surface_name = surface_for(gt.dataset, args.surface)
     surface = resolve_surface(surface_name)
-    predictions = predict_ground_truth_images(gt, args) if args.model else Path(args.pred)
+    predictions = _predictions(gt, args) if args.model else Path(args.pred)
     metrics = evaluate(gt, predictions, surface, min_iou=args.min_iou, progress=True)
     counts, thresholds = metrics["counts"], metrics["settings"]["thresholds"]
     print(

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import DensePoseError
-from .arguments import model_choice, add_model_file_arguments, positive
+from .arguments import add_model_file_arguments, model_choice, positive
 
 EXAMPLES = """\
 examples:
@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", metavar="MODEL", help="zoo name, checkpoint file, or default (the embedded model)")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="model.onnx, or with --int8 model.xml (OpenVINO IR, written with model.bin beside it)")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="model.onnx, or with --int8 model.xml (OpenVINO IR, written with model.bin beside it)")
     add_model_file_arguments(parser)
     parser.add_argument("--int8", action="store_true", help="post-training int8 quantisation (OpenVINO's NNCF; needs the openvino extra)")
     parser.add_argument("--calibration", metavar="DIR", help="images to calibrate int8 on (default: synthetic scenes)")

@@ -83,7 +83,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders (sorted), glob patterns")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the outputs")
-    parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name, checkpoint file, exported .onnx / .xml file, or default (the embedded model, the default)")
+    parser.add_argument("--model", metavar="NAME|PATH",
+                        help="zoo model name, checkpoint file, exported .onnx / .xml file, or default (the embedded model, the default)")
     add_model_file_arguments(parser)
     add_backend_argument(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import DensePoseError
 from ..service.settings import DEFAULT_MAX_CONNECTIONS, GPU_MAX_BATCH, ServiceSettings
-from .arguments import model_choice, add_backend_argument, add_model_file_arguments, add_precision_argument, positive
+from .arguments import add_backend_argument, add_model_file_arguments, add_precision_argument, model_choice, positive
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 

@@ -12,12 +12,12 @@ from ..devices import resolve_device
 from ..errors import DensePoseError
 from ..io.images import DEFAULT_MAX_PIXELS, write_picture
 from ..io.inputs import expand_inputs
+from ..jobs.predict import build_predictor
 from ..render.texture import DEFAULT_TILE_SIZE
 from ..surface import load_smpl_charts, require_smpl_charts_of
 from ..surface.atlas import AtlasAccumulator, unwrap_inputs, write_atlas
 from ..surface.smpl_texture import atlas_to_smpl, load_smpl_uv, smpl_texture_map
-from .arguments import model_choice, add_model_file_arguments, add_precision_argument, check_min_score, positive
-from ..jobs.predict import build_predictor
+from .arguments import add_model_file_arguments, add_precision_argument, check_min_score, model_choice, positive
 
 EXAMPLES = """\
 examples:

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..errors import DensePoseError
-from ..io.atomic import atomic_write
 
 EXAMPLES = """examples:
   densepose train configs/default_model.yaml                      # the embedded default model
@@ -88,33 +86,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(config, model_path: str | None, teacher: bool = False) -> int:
-    from ..checkpoint import load_model
-    from ..training.datasets import dataset_files
-    from ..training.trainer import FINAL, prepare_data, run_evaluation
+    from ..training.trainer import evaluate_trained
 
-    path = Path(model_path) if model_path else Path(config.output) / FINAL
-    if teacher and model_path is None:
-        raise DensePoseError("--teacher needs --model DETECTOR.pth: the region-based model whose person boxes the teacher labels")
-    model = load_model(path, device=config.device or "cpu")
-    if config.data.val is None:
-        raise DensePoseError("the config has no held-out set (data.val) to evaluate on")
-    dataset_files(config.data.val, write=True)  # renders a synthetic held-out set on first use
-    if teacher:
-        from ..training.distributed import Processes
-        from ..training.teacher import TeacherPredictor, load_teacher, train_teacher
-
-        prepare_data(config, Processes(), True)  # the teacher trains on data.train
-        checkpoint = train_teacher(config)
-        result = run_evaluation(model, config, predict=TeacherPredictor(load_teacher(checkpoint), model))
-        path = checkpoint
-    else:
-        result = run_evaluation(model, config)
+    path, result = evaluate_trained(config, model_path, teacher)
     summary = result["summary"]
     print(f"{path} on {summary['images']} held-out images (surface {config.data.eval_surface}):")
     for key, value in summary.items():
         print(f"  {key:18} {value:.3f}" if isinstance(value, float) else f"  {key:18} {value}")
-    out = Path(config.output) / "evaluation.json"
-    with atomic_write(out, "w") as handle:
-        json.dump({"model": str(path), **result}, handle, indent=2)
-    print(f"metrics written to {out}")
+    print(f"metrics written to {Path(config.output) / 'evaluation.json'}")
     return 0

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-NUM_PARTS = 24
-_LABELS = NUM_PARTS + 1
+from ..definitions import NUM_PART_LABELS, NUM_PARTS
+from ..evaluation.part_maps import mean_part_iou, part_confusion, part_overlaps
 
 
 def pairwise_part_counts(part_maps: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -23,22 +23,16 @@ def pairwise_part_counts(part_maps: list[np.ndarray | None]) -> tuple[np.ndarray
     shapes = {part_map.shape for part_map in part_maps if part_map is not None}
     if len(shapes) > 1:
         raise ValueError(f"part maps of different sizes: {sorted(shapes)}")
-    flat = [None if part_map is None else part_map.astype(np.int32).ravel() for part_map in part_maps]
     for i in range(count):
-        if flat[i] is None:
+        if part_maps[i] is None:
             continue
-        found = np.bincount(flat[i], minlength=_LABELS)[1:]
+        found = np.bincount(part_maps[i].astype(np.int64).ravel(), minlength=NUM_PART_LABELS)[1:]
         intersections[i, i] = unions[i, i] = found
-        rows = flat[i] * _LABELS
         for j in range(i + 1, count):
-            if flat[j] is None:
-                continue
-            # confusion[a, b]: pixels where model i says part a and model j part b.
-            confusion = np.bincount(rows + flat[j], minlength=_LABELS * _LABELS).reshape(_LABELS, _LABELS)
-            both = np.diag(confusion)[1:]
-            either = confusion.sum(axis=1)[1:] + confusion.sum(axis=0)[1:] - both
-            intersections[i, j] = intersections[j, i] = both
-            unions[i, j] = unions[j, i] = either
+            if part_maps[j] is not None:
+                overlaps = part_overlaps(part_confusion(part_maps[j], part_maps[i]))
+                intersections[i, j], unions[i, j] = overlaps
+                intersections[j, i], unions[j, i] = overlaps
     return intersections, unions
 
 
@@ -48,9 +42,7 @@ def mean_iou(intersections: np.ndarray, unions: np.ndarray) -> list[list[float |
     matrix: list[list[float | None]] = [[None] * count for _ in range(count)]
     for i in range(count):
         for j in range(count):
-            found = unions[i, j] > 0
-            if found.any():
-                matrix[i][j] = float(np.mean(intersections[i, j][found] / unions[i, j][found]))
+            matrix[i][j] = mean_part_iou(intersections[i, j], unions[i, j])
     return matrix
 
 

@@ -82,18 +82,12 @@ def _check(config: CompareConfig) -> str:
 
 def _ground_truth(config: CompareConfig):
     """(ground truth restricted to the compared images, those images, body surface, its name)."""
-    from ..evaluation.surface_names import resolve_surface, surface_for
     from ..evaluation import load_ground_truth
+    from ..evaluation.surface_names import resolve_surface, surface_for
 
     gt = load_ground_truth(config.ground_truth)
     images = ground_truth_images(gt.dataset, config.images, config.limit)
-    if len(images) < len(gt.dataset["images"]):
-        ids = {image.image_id for image in images}
-        gt = load_ground_truth({
-            **gt.dataset,
-            "images": [image for image in gt.dataset["images"] if image["id"] in ids],
-            "annotations": [ann for ann in gt.dataset["annotations"] if ann["image_id"] in ids],
-        })
+    gt = gt.only_images(image.image_id for image in images)
     name = surface_for(gt.dataset, config.surface)
     return gt, images, resolve_surface(name), name
 

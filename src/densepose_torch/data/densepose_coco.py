@@ -1,4 +1,4 @@
-"""Reading DensePose-COCO annotation files for training (format: spec §6.1).
+"""Reading DensePose-COCO annotation files for training (densepose_coco_2014_*.json).
 
 Each person annotation becomes a `PersonAnnotation`: its box, crowd flag, DensePose points (if
 annotated) and its `dp_masks` (kept encoded; the mapper decodes them in the loader workers).
@@ -16,13 +16,12 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..definitions import NUM_COARSE_PARTS, NUM_KEYPOINTS
 from ..errors import DensePoseError
-from ..modeling.cascade import NUM_KEYPOINTS
 from .dense_truth import BoxDenseTruth
 
 DP_POINT_KEYS = ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")
 DP_MASK_SIZE = 256  # dp_masks and dp_x/dp_y live in the box scaled to 256 x 256
-N_COARSE_PARTS = 14
 PERSON_CATEGORY_ID = 1
 
 
@@ -138,7 +137,7 @@ def read_records(annotations: str | os.PathLike, image_root: str | os.PathLike) 
 
 
 def training_records(records: list[ImageRecord]) -> list[ImageRecord]:
-    """detectron2's training filter (spec §6.1): drop images without annotations, keep those
+    """detectron2's training filter: drop images without annotations, keep those
     with at least one DensePose-annotated person. Crowd people are dropped later, per image."""
     return [record for record in records if record.persons and record.has_densepose]
 
@@ -149,7 +148,7 @@ def decode_coarse_segmentation(masks: Any) -> np.ndarray:
     if isinstance(masks, dict):
         return (_decode_rle(masks) > 0).astype(np.uint8)
     segm = np.zeros((DP_MASK_SIZE, DP_MASK_SIZE), dtype=np.uint8)
-    for part, rle in enumerate(masks[:N_COARSE_PARTS]):
+    for part, rle in enumerate(masks[:NUM_COARSE_PARTS]):
         if rle:
             segm[_decode_rle(rle) > 0] = part + 1
     return segm

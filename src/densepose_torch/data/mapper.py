@@ -1,4 +1,4 @@
-"""One training image as the model consumes it (detectron2's DensePose DatasetMapper, spec §6.2):
+"""One training image as the model consumes it (detectron2's DensePose DatasetMapper):
 resized and maybe flipped BGR pixels, the person boxes, and each person's DensePose data.
 
 Crowd people are dropped, boxes are clipped at the image's right/bottom border and empty ones
@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..definitions import NUM_KEYPOINTS
 from .dense_truth import BoxDenseTruth, flip_dense_truth
-from .densepose_coco import DP_MASK_SIZE, NUM_KEYPOINTS, PersonAnnotation, decode_coarse_segmentation
+from .densepose_coco import DP_MASK_SIZE, PersonAnnotation, decode_coarse_segmentation
 from .transforms import (
     FlipSymmetry,
     choose_size,

@@ -1,4 +1,5 @@
-"""Training augmentation (spec §6.2): resize to a randomly chosen short side, horizontal flip.
+"""Training augmentation, as detectron2's DensePose training does it: resize to a randomly
+chosen short side, horizontal flip.
 
 Boxes follow the image. DensePose points and dp_masks live in the box's own 256 x 256 frame, so a
 resize leaves them alone; a flip mirrors them (x -> 256 - x, the mask's columns reversed) and
@@ -14,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..definitions import COARSE_PART_SYMMETRY, NUM_PARTS, PART_SYMMETRY
 from ..errors import DensePoseError
 from ..inference import resized_shape
-from ..synthetic.parts import COARSE_PART_SYMMETRY, N_PARTS, PART_SYMMETRY, flip_iuv
+from ..synthetic.parts import flip_iuv
 
 UV_TABLE_SIZE = 256
 
@@ -36,7 +38,7 @@ class FlipSymmetry:
         if self.u_tables is None:
             new_parts, new_u, new_v = flip_iuv(parts, u, v)
             return new_parts.astype(np.int64), new_u, new_v
-        table = np.clip(parts - 1, 0, N_PARTS - 1)
+        table = np.clip(parts - 1, 0, NUM_PARTS - 1)
         row = (np.clip(v, 0.0, 1.0) * (UV_TABLE_SIZE - 1)).astype(np.int64)
         col = (np.clip(u, 0.0, 1.0) * (UV_TABLE_SIZE - 1)).astype(np.int64)
         new_u = self.u_tables[table, row, col].astype(np.float32)
@@ -57,11 +59,11 @@ def load_flip_symmetry(uv_symmetry: str | os.PathLike | None) -> FlipSymmetry:
 
     try:
         data = loadmat(str(path))
-        u_tables = np.stack([np.asarray(data["U_transforms"][0, i], dtype=np.float32) for i in range(N_PARTS)])
-        v_tables = np.stack([np.asarray(data["V_transforms"][0, i], dtype=np.float32) for i in range(N_PARTS)])
+        u_tables = np.stack([np.asarray(data["U_transforms"][0, i], dtype=np.float32) for i in range(NUM_PARTS)])
+        v_tables = np.stack([np.asarray(data["V_transforms"][0, i], dtype=np.float32) for i in range(NUM_PARTS)])
     except (KeyError, IndexError, ValueError, TypeError, OSError) as error:
         raise DensePoseError(f"{path} is not a UV_symmetry_transforms.mat file ({type(error).__name__}: {error})") from None
-    if u_tables.shape != (N_PARTS, UV_TABLE_SIZE, UV_TABLE_SIZE) or v_tables.shape != u_tables.shape:
+    if u_tables.shape != (NUM_PARTS, UV_TABLE_SIZE, UV_TABLE_SIZE) or v_tables.shape != u_tables.shape:
         raise DensePoseError(f"{path}: expected 24 tables of 256x256, got {u_tables.shape}")
     return FlipSymmetry(u_tables, v_tables)
 

@@ -1,5 +1,5 @@
 """Precision/recall over a dataset from per-image matches, and the summary figures
-(COCO's accumulate/summarize as DensePoseCocoEval uses them, spec §7.4)."""
+(COCO's accumulate/summarize as DensePoseCocoEval uses them)."""
 from __future__ import annotations
 
 import numpy as np

@@ -51,7 +51,7 @@ def evaluate(
     min_iou: float = 0.5,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """DensePose-COCO evaluation exactly as detectron2's DensePoseCocoEval (spec §7).
+    """DensePose-COCO evaluation exactly as detectron2's DensePoseCocoEval.
 
     `ground_truth`: a DensePose-COCO annotation file or dict. `predictions`: a results file
     or records (`io.coco_results`). `surface`: the body model for GPS (e.g.

@@ -11,6 +11,7 @@ import copy
 import numbers
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,18 @@ class GroundTruth:
     @property
     def image_ids(self) -> list:
         return sorted(self.image_sizes)
+
+    def only_images(self, image_ids: Iterable) -> GroundTruth:
+        """The same ground truth cut down to the images `image_ids` names and their annotations
+        (an evaluation on part of a set must not count the people of the other images as missed)."""
+        keep = set(image_ids)
+        if keep >= set(self.image_sizes):
+            return self
+        return load_ground_truth({
+            **self.dataset,
+            "images": [image for image in self.dataset["images"] if image["id"] in keep],
+            "annotations": [ann for ann in self.dataset["annotations"] if ann["image_id"] in keep],
+        })
 
 
 def _is_number(value: Any) -> bool:

@@ -1,5 +1,5 @@
-"""Greedy matching of one image's detections to its persons at every threshold (spec §7.4,
-DensePoseCocoEval.evaluateImg), with the DensePose-specific ignore rules."""
+"""Greedy matching of one image's detections to its persons at every threshold (as
+DensePoseCocoEval.evaluateImg does), with the DensePose-specific ignore rules."""
 from __future__ import annotations
 
 from dataclasses import dataclass

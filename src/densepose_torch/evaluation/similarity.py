@@ -1,4 +1,5 @@
-"""Similarities between detections and ground-truth persons of one image (spec §7.3):
+"""Similarities between detections and ground-truth persons of one image, as
+DensePoseCocoEval computes them:
 GPS (geodesic point similarity), DensePose mask IoU and box IoU, each a (D, G) matrix.
 
 Detections are given as `bboxes` (D, 4) XYWH floats and `charts`, each (3, h, w) uint8

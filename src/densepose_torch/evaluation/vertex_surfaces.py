@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-NUM_PARTS = 24
+from ..definitions import PARTS
 
 
 class ChartVertices:
@@ -23,7 +23,7 @@ class ChartVertices:
             raise ValueError(f"{self.parts.shape[0]} part ids for {self.uv.shape[0]} (U, V) pairs")
         # Vertex indices of each part, in ascending order: argmin then keeps the official tie
         # rule (the first closest vertex in mesh order).
-        self._by_part = {part: np.flatnonzero(self.parts == part) for part in range(1, NUM_PARTS + 1)}
+        self._by_part = {part: np.flatnonzero(self.parts == part) for part in PARTS}
 
     def __len__(self) -> int:
         return int(self.parts.shape[0])

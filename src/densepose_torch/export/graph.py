@@ -17,8 +17,6 @@ Outputs: boxes (N, 4), scores (N,), then each chart field (N, C, S, S) of `outpu
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,7 +24,7 @@ from torch import nn
 from ..modeling import DensePoseRCNN
 from ..modeling.densepose_rcnn import SIZE_DIVISIBILITY
 from ..ops.boxes import nonempty
-from ..ops.roi_align import level_of_boxes
+from ..ops.roi_align import pooling_levels
 from .onnx_ops import NonMaxSuppression, RoIAlign, TopK
 
 INPUT_NAMES = ("image", "score_threshold", "max_detections", "given_boxes")
@@ -58,9 +56,7 @@ def pool_by_level(
     rois = boxes[0]
     if len(features) == 1:
         return RoIAlign.apply(features[0], rois, output_size, scales[0], sampling_ratio, aligned)
-    min_level = int(round(-math.log2(scales[0])))
-    max_level = int(round(-math.log2(scales[-1])))
-    levels = level_of_boxes(rois, min_level, max_level)
+    levels = pooling_levels(rois, scales)
     pooled, order = [], []
     for level, (feature, scale) in enumerate(zip(features, scales)):
         members, index = _select(rois, levels == level)

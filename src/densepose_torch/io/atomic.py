@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-
 TEMPORARY_MARK = ".densepose-tmp-"  # in the name of every temporary file below, so leftovers can be found
 
 

@@ -10,7 +10,7 @@ models with a keypoint branch add `keypoints` in COCO's keypoint results format:
 x, y, score for each of the 17 keypoints.
 
 The chart is (h, w) = (max(int(bbox h), 1), max(int(bbox w), 1)) pixels anchored at
-(int(x), int(y)), as detectron2 converts a box (spec §4.11).
+(int(x), int(y)), as detectron2 converts a box.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 
 from ..errors import DensePoseError
-from ..results import ChartResult, DensePoseResult
+from ..results import ChartResult, DensePoseResult, image_window
 from .atomic import atomic_write
 from .json_files import read_json
 
@@ -75,29 +75,29 @@ def chart_mask_rle(labels: np.ndarray, x: int, y: int, image_size: tuple[int, in
     `image_size` (height, width), clipped to the image."""
     height, width = image_size
     mask = np.zeros((height, width), np.uint8)
-    y0, x0 = max(y, 0), max(x, 0)
-    y1, x1 = min(y + labels.shape[0], height), min(x + labels.shape[1], width)
-    if y1 > y0 and x1 > x0:
-        mask[y0:y1, x0:x1] = labels[y0 - y : y1 - y, x0 - x : x1 - x] > 0
+    window = image_window(x, y, labels.shape[1], labels.shape[0], image_size)
+    if window is not None:
+        mask[window.image] = labels[window.box] > 0
     rle = mask_utils.encode(np.asfortranarray(mask))
     return {"size": [int(height), int(width)], "counts": rle["counts"].decode("ascii")}
 
 
-def result_to_records(result: DensePoseResult, image_id: Any, file_name: str | None = None) -> list[dict]:
-    """One results record per detection of `result`, in the result's (score) order."""
+def result_to_records(result: DensePoseResult, image_id: Any, file_name: str | None = None, inline_charts: bool = False) -> list[dict]:
+    """One results record per detection of `result`, in the result's (score) order. With
+    `inline_charts` each record holds its quantised chart as the array `labels_uv` instead of
+    `uv_shape`, `uv_data` and `segmentation`: what the evaluator reads, without the PNG and RLE
+    round trip a held-out evaluation during training does not need."""
     records = []
     for index, (box, score, chart) in enumerate(zip(result.boxes, result.scores, result.charts)):
         x0, y0, x1, y1 = (float(value) for value in box)
         labels_uv = quantize_chart(chart)
-        record = {
-            "image_id": image_id,
-            "category_id": PERSON_CATEGORY_ID,
-            "bbox": [x0, y0, x1 - x0, y1 - y0],
-            "score": float(score),
-            "segmentation": chart_mask_rle(chart.labels, chart.x, chart.y, result.image_size),
-            "uv_shape": [3, chart.height, chart.width],
-            "uv_data": encode_chart(labels_uv),
-        }
+        record = {"image_id": image_id, "category_id": PERSON_CATEGORY_ID, "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)}
+        if inline_charts:
+            record["labels_uv"] = labels_uv
+        else:
+            record["segmentation"] = chart_mask_rle(chart.labels, chart.x, chart.y, result.image_size)
+            record["uv_shape"] = [3, chart.height, chart.width]
+            record["uv_data"] = encode_chart(labels_uv)
         if result.keypoints is not None:
             record["keypoints"] = [float(value) for value in result.keypoints[index].reshape(-1)]
         if result.track_ids is not None:

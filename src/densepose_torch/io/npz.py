@@ -11,13 +11,13 @@ Arrays in the file:
 | `track_ids` | (N,) int64 | only for video frames: each detection's track id, the same person's in every frame |
 | `boxes` | (N, 4) float32 | detections, XYXY in image pixels, descending score |
 | `scores` | (N,) float32 | detection scores |
-| `sigma_2`, `kappa_u`, `kappa_v`, `fine_segm_confidence`, `coarse_segm_confidence` | (H, W) float32 | only for models that predict them: the owning detection's confidence, 0 at background |
+| `sigma_2`, `kappa_u`, `kappa_v`, `fine_segm_confidence`, `coarse_segm_confidence` | (H, W) float32 | models that predict them; 0 at background |
 | `chart_xy` | (N, 2) int32 | top-left pixel (x, y) where each detection's chart is anchored |
 | `chart{k}_labels`, `chart{k}_uv`, `chart{k}_<confidence>` | (h, w) uint8, (2, h, w) float32, (h, w) float32 | detection k's own chart (k from 0), lossless |
 | `keypoints` | (N, 17, 3) float32 | only for cascade models with a keypoint branch: COCO's 17 keypoints per detection, image x, y, score |
 | `chart{k}_mask` | (h, w) bool | only for cascade models with a mask branch: detection k's person mask over its chart |
 | `chart_body` | () str | whose charts U, V are on: "smpl" (DensePose's, zoo models) or "synthetic" (the embedded default model's) |
-| `vertex` | (H, W) int32 | only for SMPL charts when `densepose predict` has DensePose's SMPL charts (the [surface] extra, --smpl-charts): the nearest SMPL vertex of each pixel, -1 off the body |
+| `vertex` | (H, W) int32 | SMPL charts with DensePose's SMPL files ([surface] extra, --smpl-charts): each pixel's nearest SMPL vertex, -1 off the body |
 | `format` | () str | "densepose-torch-npz/1" |
 
 Overlap rule of the full-image maps: where detections overlap, the higher-scoring one owns the
@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..definitions import CONFIDENCE_FIELDS
 from ..errors import DensePoseError
-from ..results import CONFIDENCE_FIELDS, ChartResult, DensePoseResult
+from ..results import ChartResult, DensePoseResult
 from ..surface.lookup import ChartLocator
 from ..surface.maps import require_smpl_charts_of, surface_maps
 from .atomic import atomic_write
@@ -82,14 +83,10 @@ def result_arrays(result: DensePoseResult, locator: ChartLocator | None = None) 
 
 
 def _paste_owned(full: np.ndarray, values: np.ndarray, chart: ChartResult, owned: np.ndarray) -> None:
-    height, width = full.shape
-    top, left = max(chart.y, 0), max(chart.x, 0)
-    bottom, right = min(chart.y + chart.height, height), min(chart.x + chart.width, width)
-    if bottom <= top or right <= left:
-        return
-    window = owned[top:bottom, left:right]
-    box_values = values[top - chart.y : bottom - chart.y, left - chart.x : right - chart.x]
-    full[top:bottom, left:right][window] = box_values[window]
+    window = chart.window(full.shape)
+    if window is not None:
+        inside = owned[window.image]
+        full[window.image][inside] = values[window.box][inside]
 
 
 def write_npz(path: str | os.PathLike, result: DensePoseResult, locator: ChartLocator | None = None) -> Path:

@@ -13,12 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
-from .densepose_heads import ChartPredictor, DeepLabHead, V1ConvXHead
-
-NUM_KEYPOINTS = 17  # COCO order: nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles
-CHART_OUTPUT_STRIDE = 4  # chart outputs are 4x the pooled resolution (deconv x2, upsampling x2)
-FUSED_CHART_FIELDS = ("coarse_segm", "fine_segm", "u", "v")
+from ..config import CHART_OUTPUT_STRIDE, ModelConfig
+from ..definitions import CHART_FIELDS, NUM_KEYPOINTS, NUM_PART_LABELS
+from .densepose_heads import ChartOutputs, ChartPredictor, DeepLabHead, V1ConvXHead
 
 
 class MapPredictor(nn.Module):
@@ -45,28 +42,28 @@ class TaskBranches(nn.Module):
 
     def __init__(self, config: ModelConfig, in_channels: int):
         super().__init__()
-        self.tasks = []
+        self.names: list[str] = []  # the branches this model has, in output order
         if config.cascade_mask:
             self.mask_head = V1ConvXHead(in_channels, config.head_channels, config.head_convs)
             self.mask_predictor = MapPredictor(config.head_channels, 1)
-            self.tasks.append("mask")
+            self.names.append("mask")
         if config.cascade_keypoints:
             self.keypoint_head = V1ConvXHead(in_channels, config.head_channels, config.head_convs)
             self.keypoint_predictor = MapPredictor(config.head_channels, NUM_KEYPOINTS)
-            self.tasks.append("keypoints")
+            self.names.append("keypoints")
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> ChartOutputs:
         outputs = {}
-        if "mask" in self.tasks:
+        if "mask" in self.names:
             outputs["mask"] = self.mask_predictor(self.mask_head(x))
-        if "keypoints" in self.tasks:
+        if "keypoints" in self.names:
             outputs["keypoints"] = self.keypoint_predictor(self.keypoint_head(x))
         return outputs
 
 
 def fused_channels(config: ModelConfig) -> int:
     """Channels of the stage-one outputs that the second stage reads."""
-    charts = config.coarse_segm_channels + 3 * 25  # fine_segm, u, v: background + 24 parts each
+    charts = config.coarse_segm_channels + 3 * NUM_PART_LABELS  # fine_segm, u, v
     return charts + (1 if config.cascade_mask else 0) + (NUM_KEYPOINTS if config.cascade_keypoints else 0)
 
 
@@ -81,8 +78,8 @@ class SecondStage(nn.Module):
         self.densepose_predictor = ChartPredictor(config, config.head_channels)
         self.tasks = TaskBranches(config, in_channels)
 
-    def forward(self, pooled: torch.Tensor, first: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        names = list(FUSED_CHART_FIELDS) + self.tasks.tasks
+    def forward(self, pooled: torch.Tensor, first: ChartOutputs) -> ChartOutputs:
+        names = list(CHART_FIELDS) + self.tasks.names
         previous = [F.avg_pool2d(first[name], CHART_OUTPUT_STRIDE).to(pooled.dtype) for name in names]
         x = F.relu(self.fuse(torch.cat([pooled, *previous], dim=1)))
         outputs = self.densepose_predictor(self.densepose_head(x))

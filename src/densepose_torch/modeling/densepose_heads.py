@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..definitions import NUM_PART_LABELS, SEGM_CONFIDENCE_FIELDS, UV_CONFIDENCE_FIELDS
 from .layers import Conv2d
 
 
@@ -109,11 +111,26 @@ class DeepLabHead(nn.Module):
         return x
 
 
+class ChartOutputs(TypedDict, total=False):
+    """Raw DensePose head outputs of R detections on the S x S chart grid (S = 4 x the pooled
+    size), field names as in `definitions`. Every model has the four charts; the rest only
+    models that predict them."""
+
+    coarse_segm: torch.Tensor  # (R, 2, S, S) person/background logits; (R, 15, S, S) coarse parts for legacy models
+    fine_segm: torch.Tensor  # (R, 25, S, S) logits of background and the 24 parts
+    u: torch.Tensor  # (R, 25, S, S) U of each part's chart
+    v: torch.Tensor  # (R, 25, S, S)
+    sigma_2: torch.Tensor  # (R, 25, S, S) raw UV confidence (WC1/WC2 models)
+    kappa_u: torch.Tensor  # (R, 25, S, S) (WC2 models)
+    kappa_v: torch.Tensor  # (R, 25, S, S)
+    fine_segm_confidence: torch.Tensor  # (R, 1, S, S) segmentation temperature (M models)
+    coarse_segm_confidence: torch.Tensor  # (R, 1, S, S)
+    mask: torch.Tensor  # (R, 1, S, S) person mask logits (cascade models with a mask branch)
+    keypoints: torch.Tensor  # (R, 17, S, S) keypoint heatmap logits (cascade models with a keypoint branch)
+
+
 # Output field -> checkpoint module name, in the order detectron2's predictor declares them.
-CHART_FIELDS = {"coarse_segm": "ann_index_lowres", "fine_segm": "index_uv_lowres", "u": "u_lowres", "v": "v_lowres"}
-UV_CONFIDENCE_FIELDS = {"iid_iso": ("sigma_2",), "indep_aniso": ("sigma_2", "kappa_u", "kappa_v")}
-SEGM_CONFIDENCE_FIELDS = ("fine_segm_confidence", "coarse_segm_confidence")
-NUM_PATCHES = 24  # body charts; fine segmentation adds background
+CHART_MODULE_NAMES = {"coarse_segm": "ann_index_lowres", "fine_segm": "index_uv_lowres", "u": "u_lowres", "v": "v_lowres"}
 
 
 class ChartPredictor(nn.Module):
@@ -123,9 +140,9 @@ class ChartPredictor(nn.Module):
 
     def __init__(self, config: ModelConfig, in_channels: int):
         super().__init__()
-        channels = {"coarse_segm": config.coarse_segm_channels, "fine_segm": NUM_PATCHES + 1, "u": NUM_PATCHES + 1, "v": NUM_PATCHES + 1}
+        channels = {"coarse_segm": config.coarse_segm_channels, "fine_segm": NUM_PART_LABELS, "u": NUM_PART_LABELS, "v": NUM_PART_LABELS}
         for name in UV_CONFIDENCE_FIELDS.get(config.uv_confidence or "", ()):
-            channels[name] = NUM_PATCHES + 1
+            channels[name] = NUM_PART_LABELS
         if config.segm_confidence:
             for name in SEGM_CONFIDENCE_FIELDS:
                 channels[name] = 1
@@ -135,10 +152,10 @@ class ChartPredictor(nn.Module):
 
     @staticmethod
     def module_name(field: str) -> str:
-        return CHART_FIELDS.get(field, f"{field}_lowres")
+        return CHART_MODULE_NAMES.get(field, f"{field}_lowres")
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        outputs = {}
+    def forward(self, x: torch.Tensor) -> ChartOutputs:
+        outputs: ChartOutputs = {}
         for name in self.fields:
             y = getattr(self, self.module_name(name))(x)
             outputs[name] = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .cascade import CHART_OUTPUT_STRIDE, NUM_KEYPOINTS
+from ..definitions import NUM_KEYPOINTS
+from .densepose_heads import ChartOutputs
 from .fpn import FPN, FPN_STRIDES
 from .resnet import ResNet
 from .roi_heads import DensePoseROIHeads
@@ -29,7 +30,7 @@ class RawDetections:
 
     boxes: torch.Tensor  # (N, 4) XYXY
     scores: torch.Tensor  # (N,)
-    densepose: dict[str, torch.Tensor]  # field -> (N, C, S, S)
+    densepose: ChartOutputs  # field -> (N, C, S, S)
 
 
 class DensePoseRCNN(nn.Module):
@@ -100,7 +101,7 @@ class DensePoseRCNN(nn.Module):
             outputs = self.roi_heads.densepose(features, det_boxes)
         elif self.config.cascade_keypoints:
             # so that a keypoint model reports (0, 17, 3) keypoints, not none, for an empty image
-            size = CHART_OUTPUT_STRIDE * self.config.pooler_resolution
+            size = self.config.chart_size
             outputs = {"keypoints": batch.new_zeros((0, NUM_KEYPOINTS, size, size), dtype=torch.float32)}
         else:
             outputs = {}

@@ -57,7 +57,7 @@ def _keep_in_float32(model: DensePoseRCNN) -> None:
     heads = model.roi_heads
     heads.box_predictor = Float32Layer(heads.box_predictor)
     heads.densepose_predictor = Float32Layer(heads.densepose_predictor)
-    if model.config.cascade:
+    if model.config.is_cascade:
         heads.cascade.densepose_predictor = Float32Layer(heads.cascade.densepose_predictor)
 
 
@@ -73,11 +73,15 @@ def fast_dtype(device: torch.device) -> torch.dtype:
 
 
 def cpu_has_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN sees it."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without that query
+    """Whether oneDNN runs bfloat16 kernels on this CPU: on x86 it needs AVX-512 BW, VL and DQ
+    (AVX512-BF16 and AMX make them fast), on ARM the BF16 extension. Asked through torch's
+    public CPU capability table."""
+    if not torch.backends.mkldnn.is_available():
         return False
+    capabilities = torch.cpu.get_capabilities()
+    if capabilities.get("architecture") in ("x86_64", "x86"):
+        return all(capabilities.get(name, False) for name in ("avx512_bw", "avx512_vl", "avx512_dq"))
+    return bool(capabilities.get("bf16", False))
 
 
 def fast_copy(model: DensePoseRCNN, device: torch.device, dtype: torch.dtype | None = None) -> DensePoseRCNN:

@@ -13,7 +13,7 @@ from ..ops.boxes import BoxCoder, clip_boxes
 from ..ops.nms import batched_nms
 from ..ops.roi_align import multilevel_roi_align
 from .cascade import SecondStage, TaskBranches
-from .densepose_heads import ChartPredictor, Decoder, DeepLabHead, V1ConvXHead
+from .densepose_heads import ChartOutputs, ChartPredictor, Decoder, DeepLabHead, V1ConvXHead
 
 ROI_SCALES = (1 / 4, 1 / 8, 1 / 16, 1 / 32)  # p2..p5
 BOX_POOLER_RESOLUTION = 7
@@ -62,7 +62,7 @@ class DensePoseROIHeads(nn.Module):
         else:
             self.densepose_head = V1ConvXHead(channels, config.head_channels, config.head_convs)
         self.densepose_predictor = ChartPredictor(config, config.head_channels)
-        if config.cascade:
+        if config.is_cascade:
             self.tasks = TaskBranches(config, channels)
             self.cascade = SecondStage(config, channels)
 
@@ -115,19 +115,19 @@ class DensePoseROIHeads(nn.Module):
             return pool([merged], boxes, resolution, [ROI_SCALES[0]], DENSEPOSE_POOLER_SAMPLING_RATIO, False)
         return pool(features[:4], boxes, resolution, list(ROI_SCALES), DENSEPOSE_POOLER_SAMPLING_RATIO, False)
 
-    def densepose(self, features: list[torch.Tensor], boxes: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def densepose(self, features: list[torch.Tensor], boxes: list[torch.Tensor]) -> ChartOutputs:
         """Raw chart outputs (R, C, S, S) of all boxes of the batch, in one head call; a cascade
         model's last stage adds "mask" (R, 1, S, S) and/or "keypoints" (R, 17, S, S) logits.
         Outputs are float32 whatever the features' precision."""
         last_stage = self.branch_outputs(self.pool_densepose_features(features, boxes))[-1]
         return {name: value.float() for name, value in last_stage.items()}
 
-    def branch_outputs(self, pooled: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    def branch_outputs(self, pooled: torch.Tensor) -> list[ChartOutputs]:
         """The outputs of every stage from the pooled ROI features: one stage of charts for plain
         models; for cascade models stage one and stage two, each with charts, "mask" logits and/or
         "keypoints" heatmap logits, all on the charts' grid."""
         first = self.densepose_predictor(self.densepose_head(pooled))
-        if not self.config.cascade:
+        if not self.config.is_cascade:
             return [first]
         first.update(self.tasks(pooled))
         return [first, self.cascade(pooled, first)]

@@ -176,6 +176,24 @@ def level_of_boxes(boxes: torch.Tensor, min_level: int, max_level: int, canonica
     return levels.clamp(min=min_level, max=max_level).to(torch.int64) - min_level
 
 
+def pooling_levels(boxes: torch.Tensor, scales: list[float]) -> torch.Tensor:
+    """(R,) int64 index into `scales` (one per FPN level, finest first, e.g. 1/4 .. 1/32) of the
+    level each of the (R, 4) XYXY boxes is pooled from."""
+    min_level = int(round(-math.log2(scales[0])))
+    max_level = int(round(-math.log2(scales[-1])))
+    return level_of_boxes(boxes, min_level, max_level)
+
+
+def pack_rois(boxes: list[torch.Tensor], features: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """(R, 5) rois [image index, x1, y1, x2, y2] from one (Ri, 4) box tensor per image, in that
+    order, in `dtype` (default: the boxes' own); no boxes: an empty (0, 5) tensor like `features`."""
+    if not boxes:
+        return features.new_zeros((0, 5))
+    dtype = dtype or boxes[0].dtype
+    indices = [torch.full((b.shape[0], 1), float(i), dtype=dtype, device=b.device) for i, b in enumerate(boxes)]
+    return torch.cat([torch.cat((index, b.to(dtype)), dim=1) for index, b in zip(indices, boxes)], dim=0)
+
+
 def multilevel_roi_align(
     features: list[torch.Tensor],
     boxes: list[torch.Tensor],
@@ -186,15 +204,10 @@ def multilevel_roi_align(
 ) -> torch.Tensor:
     """detectron2's ROIPooler: each box is pooled from the level its size selects.
     `boxes` holds one (Ri, 4) tensor per image; the output rows follow that order."""
-    rois = torch.cat(
-        [torch.cat((torch.full((b.shape[0], 1), float(i), dtype=b.dtype, device=b.device), b), dim=1) for i, b in enumerate(boxes)],
-        dim=0,
-    ) if boxes else features[0].new_zeros((0, 5))
+    rois = pack_rois(boxes, features[0])
     if len(features) == 1:
         return roi_align(features[0], rois, output_size, scales[0], sampling_ratio, aligned)
-    min_level = int(round(-math.log2(scales[0])))
-    max_level = int(round(-math.log2(scales[-1])))
-    levels = level_of_boxes(rois[:, 1:], min_level, max_level)
+    levels = pooling_levels(rois[:, 1:], scales)
     output = features[0].new_zeros((rois.shape[0], features[0].shape[1], output_size, output_size))
     output = output.contiguous(memory_format=_memory_format(features[0]))
     for level, (feature, scale) in enumerate(zip(features, scales)):

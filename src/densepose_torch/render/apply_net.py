@@ -20,12 +20,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..results import ChartResult, DensePoseResult
+from ..definitions import NUM_PARTS, PARTS
+from ..results import ChartResult, DensePoseResult, image_window
 from .datasets import check_size
 from .texture import atlas_tiles, default_texture_atlas, texel_in_tile
 
 ALPHA = 0.7
-PART_VALUE_SCALE = 255.0 / 24
+PART_VALUE_SCALE = 255.0 / NUM_PARTS
 BOX_COLOUR_BGR = (18, 127, 15)
 SCORE_COLOUR_BGR = (218, 227, 218)
 SCORE_FONT_SCALE = 0.35
@@ -57,15 +58,6 @@ def _integer_box(box_xywh: np.ndarray) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def _visible(x: int, y: int, w: int, h: int, shape: tuple[int, ...]) -> tuple[slice, slice, slice, slice] | None:
-    """Slices of the image and of the box-sized arrays where the box lies inside the image."""
-    top, left = max(y, 0), max(x, 0)
-    bottom, right = min(y + h, shape[0]), min(x + w, shape[1])
-    if bottom <= top or right <= left:
-        return None
-    return slice(top, bottom), slice(left, right), slice(top - y, bottom - y), slice(left - x, right - x)
-
-
 def _paint_masked_colormap(canvas: np.ndarray, mask: np.ndarray, matrix: np.ndarray, box_xywh: np.ndarray, value_scale: float) -> None:
     x, y, w, h = _integer_box(box_xywh)
     if w <= 0 or h <= 0:
@@ -74,10 +66,10 @@ def _paint_masked_colormap(canvas: np.ndarray, mask: np.ndarray, matrix: np.ndar
         mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
     if matrix.shape != (h, w):
         matrix = cv2.resize(matrix, (w, h), interpolation=cv2.INTER_LINEAR)
-    window = _visible(x, y, w, h, canvas.shape)
+    window = image_window(x, y, w, h, canvas.shape)
     if window is None:
         return
-    rows, cols, box_rows, box_cols = window
+    (rows, cols), (box_rows, box_cols) = window.image, window.box
     scaled = (matrix.astype(np.float32) * value_scale).clip(0, 255).astype(np.uint8)
     colours = cv2.applyColorMap(scaled, cv2.COLORMAP_PARULA)[box_rows, box_cols]
     region = canvas[rows, cols]
@@ -147,7 +139,7 @@ def _draw_contours(canvas: np.ndarray, values: np.ndarray, labels: np.ndarray, b
     x1, y1 = np.float32(x0 + box_xywh[2]), np.float32(y0 + box_xywh[3])
     span_x, span_y = float(np.float32(x1 - x0)), float(np.float32(y1 - y0))
     cells_x, cells_y = values.shape[1] - 1, values.shape[0] - 1
-    for part in range(1, 25):
+    for part in PARTS:
         mask = labels == part
         if not mask.any():
             continue
@@ -211,14 +203,14 @@ def dp_iuv_texture(image: np.ndarray, result: DensePoseResult, atlas: np.ndarray
     canvas = gray_canvas(image)
     for chart, box in zip(result.charts, boxes_xywh(result)):
         x, y, w, h = _integer_box(box)
-        window = _visible(x, y, min(w, chart.width), min(h, chart.height), canvas.shape)
+        window = image_window(x, y, min(w, chart.width), min(h, chart.height), canvas.shape)
         if window is None:
             continue
-        rows, cols, box_rows, box_cols = window
+        (rows, cols), (box_rows, box_cols) = window.image, window.box
         labels = chart.labels[box_rows, box_cols]
         uv = chart.uv[:, box_rows, box_cols]
         painted = canvas[rows, cols].copy()
-        for part in range(1, 25):
+        for part in PARTS:
             body = labels == part
             if not body.any():
                 continue

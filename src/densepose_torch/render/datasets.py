@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..definitions import NUM_PARTS
 from ..errors import DensePoseError
 from ..results import DensePoseResult
 
@@ -25,7 +26,7 @@ from ..results import DensePoseResult
 IDM_VTON_SIZE = (768, 1024)
 IDM_VTON_DENSEPOSE_SIZE = (384, 512)
 
-PART_SCALE = np.float32(255.0 / 24)
+PART_SCALE = np.float32(255.0 / NUM_PARTS)
 
 
 def part_colormap_values(part: np.ndarray) -> np.ndarray:
@@ -53,12 +54,9 @@ def viton(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
     return _colour_parts(result, cv2.COLORMAP_PARULA, (0, 0, 0))
 
 
-def controlnet(image: np.ndarray, result: DensePoseResult) -> np.ndarray:
-    """ControlNet DensePose conditioning image: PARULA of I*255/24 on black, every person (the
-    preprocessor the ControlNet DensePose models were trained with draws the same colours as
-    `viton`)."""
-    check_size(image, result)
-    return _colour_parts(result, cv2.COLORMAP_PARULA, (0, 0, 0))
+# ControlNet's DensePose conditioning image: the preprocessor its DensePose models were trained
+# with draws the try-on datasets' picture (PARULA of I*255/24 on black), every person.
+controlnet = viton
 
 
 def magicanimate(image: np.ndarray, result: DensePoseResult) -> np.ndarray:

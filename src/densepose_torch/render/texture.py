@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..definitions import NUM_PARTS, PARTS
 from ..errors import DensePoseError
 
 ATLAS_COLUMNS = 4
@@ -41,7 +42,7 @@ def texel_in_tile(u: np.ndarray, v: np.ndarray, tile_size: int) -> tuple[np.ndar
 
 def atlas_texel_index(parts: np.ndarray, u: np.ndarray, v: np.ndarray, tile_size: int) -> np.ndarray:
     """Flat index into a (6N, 4N) atlas of the texel each chart point (part 1..24, U, V) names."""
-    origins = np.array([(0, 0)] + [tile_origin(part, tile_size) for part in range(1, 25)], np.int64)
+    origins = np.array([(0, 0)] + [tile_origin(part, tile_size) for part in PARTS], np.int64)
     row, column = texel_in_tile(u, v, tile_size)
     parts = np.asarray(parts, np.int64)
     return (origins[parts, 0] + row) * (ATLAS_COLUMNS * tile_size) + origins[parts, 1] + column
@@ -55,8 +56,8 @@ def default_texture_atlas(tile_size: int = DEFAULT_TILE_SIZE) -> np.ndarray:
     square = max(tile_size // CHECKER_SQUARES, 1)
     rows, columns = np.mgrid[0:tile_size, 0:tile_size]
     dark = ((rows // square + columns // square) % 2).astype(bool)
-    for part in range(1, 25):
-        hue = int(180 * (part - 1) / 24)
+    for part in PARTS:
+        hue = int(180 * (part - 1) / NUM_PARTS)
         light_rgb = cv2.cvtColor(np.array([[[hue, 110, 255]]], np.uint8), cv2.COLOR_HSV2RGB)[0, 0]
         dark_rgb = cv2.cvtColor(np.array([[[hue, 255, 170]]], np.uint8), cv2.COLOR_HSV2RGB)[0, 0]
         tile = np.where(dark[:, :, None], dark_rgb, light_rgb).astype(np.uint8)
@@ -105,8 +106,8 @@ def atlas_tiles(atlas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     in [0, 1]: the alpha channel / 255, or, without one, 1 where any channel is non-zero (black
     texels leave the photo as it is)."""
     tile_size = check_texture_atlas(atlas)
-    tiles = np.zeros((24, tile_size, tile_size, atlas.shape[2]), np.float64)
-    for part in range(1, 25):
+    tiles = np.zeros((NUM_PARTS, tile_size, tile_size, atlas.shape[2]), np.float64)
+    for part in PARTS:
         top, left = tile_origin(part, tile_size)
         tiles[part - 1] = atlas[top : top + tile_size, left : left + tile_size]
     if atlas.shape[2] == 4:

@@ -28,6 +28,7 @@ from PIL import Image, PngImagePlugin
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
+from ..definitions import NUM_PARTS
 from ..errors import DensePoseError
 from ..io.atomic import atomic_path
 from ..io.images import read_image
@@ -35,7 +36,6 @@ from ..io.inputs import InputItem
 from ..io.video import read_frames
 from ..render.texture import ATLAS_COLUMNS, ATLAS_ROWS, DEFAULT_TILE_SIZE, atlas_texel_index
 from ..results import DensePoseResult
-from ..synthetic.parts import N_PARTS
 
 CHART_BODY_KEY = "densepose:chart_body"  # PNG text chunk naming the atlas's chart space
 MAX_FILL_TEXELS = 6  # a texel no pixel landed on takes a pixel's colour from at most this far
@@ -71,7 +71,7 @@ class AtlasAccumulator:
         if bottom <= top or right <= left:
             return 0
         labels = chart.labels[top - chart.y : bottom - chart.y, left - chart.x : right - chart.x]
-        body = (labels > 0) & (labels <= N_PARTS)
+        body = (labels > 0) & (labels <= NUM_PARTS)
         if not body.any():
             return 0
         uv = np.clip(chart.uv[:, top - chart.y : bottom - chart.y, left - chart.x : right - chart.x][:, body].astype(np.float32), 0, 1)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..synthetic.parts import N_PARTS
+from ..definitions import NUM_PARTS, PARTS
 from .smpl import SmplCharts
 
 EPSILON = 1e-9  # barycentric slack: a point on a shared edge belongs to the first face tested
@@ -51,7 +51,7 @@ class ChartLocator:
     def __init__(self, charts: SmplCharts, grid: int = 256):
         self.charts = charts
         self.grid = grid
-        self._parts = {part: self._index(part) for part in range(1, N_PARTS + 1)}
+        self._parts = {part: self._index(part) for part in PARTS}
 
     def _index(self, part: int) -> _PartIndex:
         faces = np.flatnonzero(self.charts.face_part == part)
@@ -82,8 +82,8 @@ class ChartLocator:
         vertex = np.full(parts.shape, -1, np.int64)
         inside = np.zeros(parts.shape, bool)
         order = np.argsort(parts, kind="stable")
-        bounds = np.searchsorted(parts[order], np.arange(N_PARTS + 2))
-        for part in range(1, N_PARTS + 1):
+        bounds = np.searchsorted(parts[order], np.arange(NUM_PARTS + 2))
+        for part in PARTS:
             index = self._parts[part]
             for start in range(bounds[part], bounds[part + 1], CHUNK):
                 rows = order[start : min(start + CHUNK, bounds[part + 1])]

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
+from ..definitions import NUM_PARTS
 from ..errors import DensePoseError
-from ..synthetic.parts import N_PARTS
 
 UV_PROCESSED = "UV_Processed.mat"
 SMPL_VERTEX_COUNT = 6890
@@ -78,7 +78,7 @@ def load_smpl_charts(path: str | os.PathLike | None = None) -> SmplCharts:
     except (OSError, ValueError, TypeError, KeyError, NotImplementedError) as error:
         raise DensePoseError(f"not DensePose's {UV_PROCESSED}: {chosen} ({error})") from None
     valid = (faces.ndim == 2 and faces.shape[1] == 3 and face_part.shape == faces.shape[:1] and smpl_vertex.shape == uv.shape[:1]
-             and faces.min() >= 0 and faces.max() < len(uv) and face_part.min() >= 1 and face_part.max() <= N_PARTS
+             and faces.min() >= 0 and faces.max() < len(uv) and face_part.min() >= 1 and face_part.max() <= NUM_PARTS
              and smpl_vertex.min() >= 0 and smpl_vertex.max() < SMPL_VERTEX_COUNT and np.isfinite(uv).all())
     if not valid:
         raise DensePoseError(f"not DensePose's {UV_PROCESSED} (its arrays do not fit together): {chosen}")

@@ -5,7 +5,7 @@
 
     densepose synth --count 1000 --out data/synth --seed 0 --size 512   # DensePose-COCO on disk
 
-Modules: body (mesh, skeleton, shapes, skinning), parts (DensePose part ids, flip symmetry),
+Modules: body (mesh, skeleton, shapes, skinning), parts (the synthetic charts' flip symmetry),
 poses (joint limits, pose families), raster (z-buffer rasterizer), appearance (skin, clothes,
 light, backgrounds), scene (one random scene), clips (video clips with truth in every frame),
 coco (annotations), dataset (writing a dataset or clips),
@@ -13,26 +13,13 @@ surface (the body as a GPS surface for evaluation), contact_sheet (the docs pict
 """
 from .body import BodyModel, load_body
 from .dataset import SynthJob, read_dense, write_dataset
-from .parts import (
-    COARSE_PART_NAMES,
-    COARSE_PART_SYMMETRY,
-    FINE_TO_COARSE,
-    PART_NAMES,
-    PART_SYMMETRY,
-    flip_iuv,
-    uv_symmetry_tables,
-)
+from .parts import flip_iuv, uv_symmetry_tables
 from .scene import Scene, SceneConfig, SceneGenerator, render_scene
 from .surface import AnnySurface, load_surface
 
 __all__ = [
     "AnnySurface",
     "BodyModel",
-    "COARSE_PART_NAMES",
-    "COARSE_PART_SYMMETRY",
-    "FINE_TO_COARSE",
-    "PART_NAMES",
-    "PART_SYMMETRY",
     "Scene",
     "SceneConfig",
     "SceneGenerator",

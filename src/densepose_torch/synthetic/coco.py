@@ -1,4 +1,4 @@
-"""DensePose-COCO annotations of a rendered scene (format: spec §6.1).
+"""DensePose-COCO annotations of a rendered scene (the format of densepose_coco_2014_*.json).
 
 Per visible person: `bbox` (tight XYWH box of the visible pixels), `segmentation` (RLE of the
 visible pixels), `area`, `iscrowd` 0, `category_id` 1, COCO-17 `keypoints` and `num_keypoints`,
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .parts import FINE_TO_COARSE, N_COARSE_PARTS
+from ..definitions import FINE_TO_COARSE, NUM_COARSE_PARTS
 from .scene import Scene
 
 DP_MASK_SIZE = 256
@@ -93,7 +93,7 @@ def _densepose_fields(scene: Scene, mask: np.ndarray, box: tuple[int, int, int, 
     ci = np.minimum(((np.arange(DP_MASK_SIZE) + 0.5) * w / DP_MASK_SIZE).astype(np.int64), w - 1)
     coarse = FINE_TO_COARSE[crop_parts[ri][:, ci]]
     dp_masks = []
-    for part in range(1, N_COARSE_PARTS + 1):
+    for part in range(1, NUM_COARSE_PARTS + 1):
         m = coarse == part
         if m.any():
             rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))

@@ -15,17 +15,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..definitions import PARTS
 from ..io.atomic import atomic_path
+from .backgrounds import SCIKIT_IMAGE
 from .body import BodyModel, load_body
 from .raster import rasterize
-from .backgrounds import SCIKIT_IMAGE
 from .scene import SceneConfig, SceneGenerator
 
 
 def part_palette() -> np.ndarray:
     """(25, 3) uint8 RGB colours of background (black) and parts 1..24, neighbours distinct."""
     colours = [(0, 0, 0)]
-    for i in range(1, 25):
+    for i in PARTS:
         r, g, b = colorsys.hsv_to_rgb((i * 7 % 24) / 24.0, 0.9 if i % 2 else 0.55, 1.0 if i % 3 else 0.75)
         colours.append((int(255 * r), int(255 * g), int(255 * b)))
     return np.array(colours, dtype=np.uint8)

@@ -32,10 +32,10 @@ from ..io.atomic import atomic_path, atomic_write
 from ..io.images import read_image, write_picture
 from ..io.video import DEFAULT_FPS, choose_encoder, video_writer
 from ..results import DenseMaps
+from .backgrounds import SCIKIT_IMAGE
 from .body import BODY_CHARTS_PATH
 from .clips import ClipConfig, ClipRenderer
 from .coco import PERSON_CATEGORY, annotate_scene
-from .backgrounds import SCIKIT_IMAGE
 from .scene import Scene, SceneConfig, SceneGenerator, list_backgrounds
 
 UV_SCALE = 65535  # dense U and V are stored as uint16 round(U * UV_SCALE)

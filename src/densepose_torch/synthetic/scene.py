@@ -75,7 +75,7 @@ class Scene:
 
 
 @dataclass(frozen=True)
-class _Person:
+class PlacedPerson:
     """One placed person, in camera coordinates (OpenCV axes: x right, y down, z ahead)."""
 
     vertices: np.ndarray  # (V, 3)
@@ -129,7 +129,7 @@ class SceneGenerator:
         photo = self.config.look == "photo"  # the plain look draws nothing more, so its seeds keep their bytes
         if photo and rng.random() < EMPTY_SCENE_PROBABILITY:
             wanted = 0
-        people: list[_Person] = []
+        people: list[PlacedPerson] = []
         for _ in range(wanted):
             for _attempt in range(12):
                 person = self._place_person(rng, camera, people)
@@ -142,8 +142,8 @@ class SceneGenerator:
             background = add_distractors(rng, jitter_colours(rng, background), self.backgrounds)
         light = random_lighting(rng)
         if not people:
-            image = _finish(rng, background)
-            return _empty_scene(degrade(rng, image) if photo else image)
+            image = finish_image(rng, background)
+            return empty_scene(degrade(rng, image) if photo else image)
         scene = self.draw(camera, people, background, light, rng)
         return replace(scene, image=degrade(rng, scene.image)) if photo else scene
 
@@ -157,7 +157,7 @@ class SceneGenerator:
         position = np.array([0.0, 0.0, rng.uniform(*cfg.camera_height)])
         return Camera(float(focal), position, _camera_rotation(pitch, roll), float(pitch))
 
-    def draw(self, camera: Camera, people: list[_Person], background: np.ndarray, light, rng: np.random.Generator,
+    def draw(self, camera: Camera, people: list[PlacedPerson], background: np.ndarray, light, rng: np.random.Generator,
              look: tuple[float, float, float, float] | None = None, keep_everyone: bool = False) -> Scene:
         """Rasterise and shade `people` over `background` (float 0..1) with their ground truth.
         `rng` draws the surface grain and the sensor noise (and the camera look, unless `look`
@@ -212,7 +212,7 @@ class SceneGenerator:
                     shininess[sel] = mat.shininess
         image = background.copy()
         image[hit] = shade(albedo, normal, view, shininess, light)
-        image = _finish(rng, image, look)
+        image = finish_image(rng, image, look)
 
         # People with no visible pixel are dropped (unless keep_everyone); the others are numbered 1.. in order.
         visible = np.bincount(person_of_pixel, minlength=len(people)) > 0
@@ -227,12 +227,12 @@ class SceneGenerator:
             keypoints[k] = _keypoints(person.keypoints, focal, size, frags.depth, tolerance)
         return Scene(image, parts, u_map, v_map, instance, frags.depth, keypoints)
 
-    def _place_person(self, rng, camera: Camera, others: list[_Person]) -> _Person | None:
+    def _place_person(self, rng, camera: Camera, others: list[PlacedPerson]) -> PlacedPerson | None:
         cfg, body = self.config, self.body
         shape = body.random_shape(rng)
         angles = sample_pose(rng, body.joint_names)
         yaw = rng.uniform(0.0, 2 * np.pi)
-        tilt = _rotation_xyz(rng.normal(0, 0.03), rng.normal(0, 0.03), yaw)
+        tilt = rotation_xyz(rng.normal(0, 0.03), rng.normal(0, 0.03), yaw)
         vertices, _ = body.pose(shape, angles, tilt, np.zeros(3))
         rest_height = float(np.ptp(shape[: body.n_vertices, 2]))
         distance, lateral = floor_spot(rng, camera, cfg.size, rest_height, cfg.person_height_fraction, (-0.15, 1.15), 1.2)
@@ -256,10 +256,10 @@ class SceneGenerator:
         return self.person_in_view(shape, world, camera, random_outfit(rng), centre, radius)
 
     def person_in_view(self, shape: np.ndarray, world: np.ndarray, camera: Camera, outfit: Outfit,
-                       centre: np.ndarray, radius: float) -> _Person:
+                       centre: np.ndarray, radius: float) -> PlacedPerson:
         """A posed person (world vertices of the rest `shape`) as `camera` sees it."""
         body = self.body
-        return _Person(
+        return PlacedPerson(
             vertices=camera.to_camera(world).astype(np.float64),
             normals=body.vertex_normals(world) @ camera.rotation.T,
             rest=shape[: body.n_vertices],
@@ -318,7 +318,8 @@ def _camera_rotation(pitch: float, roll: float) -> np.ndarray:
     return np.stack([right, down, forward])
 
 
-def _rotation_xyz(rx: float, ry: float, rz: float) -> np.ndarray:
+def rotation_xyz(rx: float, ry: float, rz: float) -> np.ndarray:
+    """(3, 3) matrix that rotates a column vector by rx about x, then ry about y, then rz about z (radians)."""
     cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
     x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
     y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
@@ -360,7 +361,7 @@ def random_look(rng: np.random.Generator) -> tuple[float, float, float, float]:
     return (*_random_exposure(rng), _random_noise_level(rng))
 
 
-def _finish(rng: np.random.Generator, image: np.ndarray, look: tuple[float, float, float, float] | None = None) -> np.ndarray:
+def finish_image(rng: np.random.Generator, image: np.ndarray, look: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """Camera look: exposure/gamma jitter, slight blur, sensor noise, 8-bit. Without `look`, its
     values are drawn from `rng` (between the pixels' noise and its level, as they always were)."""
     gamma, gain, sigma = look[:3] if look else _random_exposure(rng)
@@ -371,7 +372,8 @@ def _finish(rng: np.random.Generator, image: np.ndarray, look: tuple[float, floa
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _empty_scene(image: np.ndarray) -> Scene:
+def empty_scene(image: np.ndarray) -> Scene:
+    """A scene of `image` with nobody in it (all truth maps empty)."""
     h, w = image.shape[:2]
     return Scene(image, np.zeros((h, w), np.uint8), np.zeros((h, w), np.float32), np.zeros((h, w), np.float32),
                  np.zeros((h, w), np.uint16), np.full((h, w), np.inf, np.float32), np.zeros((0, 17, 3), np.float32))

@@ -16,8 +16,8 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
+from ..definitions import PARTS
 from .body import BodyModel, load_body
-from .parts import N_PARTS
 
 
 class AnnySurface:
@@ -29,7 +29,7 @@ class AnnySurface:
         skin = ~body.eye_vertex[body.chart_vertex]
         self._vertex = body.chart_vertex[skin]
         self._trees: dict[int, tuple[cKDTree, np.ndarray]] = {}
-        for part in range(1, N_PARTS + 1):
+        for part in PARTS:
             sel = np.flatnonzero(body.chart_part[skin] == part)
             self._trees[part] = (cKDTree(body.chart_uv[skin][sel].astype(np.float64)), self._vertex[sel])
         skin_faces = body.faces[~body.eye_vertex[body.faces].any(axis=1)]

@@ -1,4 +1,4 @@
-"""Training DensePose R-CNN as detectron2 does (spec §6), on CPU or GPUs (DDP under torchrun).
+"""Training DensePose R-CNN as detectron2 does (docs/training.md), on CPU or GPUs (DDP under torchrun).
 
     from densepose_torch.training import load_train_config, train
     train(load_train_config("configs/default_model.yaml"))      # or: densepose train CONFIG.yaml
@@ -10,7 +10,10 @@
     pooling     RoIAlign that gradients flow through
     init        initial weights, frozen stages, trainable batch norm and its export
     solver      SGD, warmup + steps schedule, gradient clipping
-    trainer     the loop: checkpoints, exact resume, metrics log, periodic evaluation
+    loop        one resumable loop for the student and the teacher: schedule, NaN check, checkpoints
+    trainer     the student's training: stages, data, periodic evaluation, the final weights
+    teacher     the distillation teacher (trained through the same loop) and its predictions
+    dense_labels  the teacher's dense labels of the training sets
     evaluation  held-out GPS / GPSm / IOU AP and fine-part mIoU
     plot        the loss-curve picture
 """

@@ -6,9 +6,13 @@
     loss:    RPN / ROI sampling and the DensePose loss weights
     (top level: initial weights, backbone normalisation, seed, output, periods)
 
-Defaults are detectron2's for the improved-baseline DensePose R-CNN (spec §3, §6.5); a key not in
-the file keeps its default. `load_train_config(path, ["solver.base_lr=0.02", ...])` applies
-command-line overrides, whose values are read as YAML (numbers, lists, null).
+Defaults are detectron2's for the improved-baseline DensePose R-CNN; a key not in the file keeps
+its default. `load_train_config(path, ["solver.base_lr=0.02", ...])` applies command-line
+overrides, whose values are read as YAML (numbers, lists, null).
+
+A file may start from another: `base: other.yaml` (relative to the file) lays the file's values
+over that file's, mappings merged key by key and anything else (lists, scalars, null) replaced;
+bases may have bases of their own. Overrides apply to the merged result.
 """
 from __future__ import annotations
 
@@ -327,8 +331,29 @@ def train_config_from_dict(tree: dict, overrides: list[str] | tuple[str, ...] = 
 
 
 def load_train_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """A TrainConfig from a YAML file, with KEY=VALUE overrides applied."""
-    path = Path(path)
+    """A TrainConfig from a YAML file (and its bases), with KEY=VALUE overrides applied."""
+    return train_config_from_dict(_read_with_bases(Path(path), ()), overrides)
+
+
+def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
+    """The mapping of `path` laid over that of its `base` file, recursively; `chain` holds the
+    files that include this one, to report a cycle instead of recursing forever."""
+    here = path.resolve()
+    if here in chain:
+        raise DensePoseError("config files base each other in a cycle: " + " -> ".join(str(p) for p in chain + (here,)))
+    tree = _read_mapping(path)
+    if "base" not in tree:
+        return tree
+    name = tree.pop("base")
+    if not isinstance(name, str) or not name.strip():
+        raise DensePoseError(f"{path}: base must be the path of another config file, not {name!r}")
+    base = path.parent / name  # relative to this file, so a config works from any working directory
+    if not base.exists():
+        raise DensePoseError(f"{path}: its base file {base} does not exist")
+    return merge_config_trees(_read_with_bases(base, chain + (here,)), tree)
+
+
+def _read_mapping(path: Path) -> dict:
     try:
         tree = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -339,7 +364,19 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] | tuple[str,
         raise DensePoseError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(tree, dict):
         raise DensePoseError(f"{path} must hold a mapping with `model`, `data`, `solver`, ... sections")
-    return train_config_from_dict(tree, overrides)
+    return tree
+
+
+def merge_config_trees(base: dict, over: dict) -> dict:
+    """`over` laid on `base`: mappings present in both merge key by key; any other value of
+    `over` (a list, a scalar, null) replaces the base's whole, so a list is never half-inherited."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config_trees(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def dump_train_config(config: TrainConfig) -> str:

@@ -25,6 +25,7 @@ from ..data.densepose_coco import DP_POINT_KEYS, decode_coarse_segmentation, loa
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
 from ..io.images import read_image
+from ..modeling import ChartOutputs
 from .config import DatasetConfig, TrainConfig
 from .datasets import dataset_files
 from .losses import DP_FRAME
@@ -35,7 +36,7 @@ def _labelled(annotation: dict) -> bool:
     return not annotation.get("iscrowd", 0) and all(key in annotation for key in DP_POINT_KEYS) and bool(annotation.get("dp_masks"))
 
 
-def grid_labels(outputs: dict[str, torch.Tensor], index: int, mask: np.ndarray, grid: int) -> dict[str, list]:
+def grid_labels(outputs: ChartOutputs, index: int, mask: np.ndarray, grid: int) -> dict[str, list]:
     """The teacher's points of person `index`: lattice cell centres (box frame, 0..256) where
     the 256 x 256 `mask` is set, with the part argmax over the 24 parts (the mask already says
     where the body is) and that part's U, V clipped to [0, 1], read at the crop pixel under
@@ -151,7 +152,7 @@ def distilled_train_sets(config: TrainConfig) -> tuple[DatasetConfig, ...]:
 def prepare_dense_labels(config: TrainConfig, progress: bool = True) -> tuple[DatasetConfig, ...]:
     """Train the teacher (or finish training it), write the dense labels of every training set
     (or finish writing them); returns distilled_train_sets(config)."""
-    teacher = load_teacher(train_teacher(config, progress))
+    teacher = load_teacher(train_teacher(config, progress), config.device)
     for source, images, folder in _label_folders(config):
         write_dense_labels(teacher, source, images, folder, config.distillation.label_grid, progress)
     return distilled_train_sets(config)

@@ -18,42 +18,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..definitions import NUM_PART_LABELS
 from ..errors import DensePoseError
+from ..evaluation.part_maps import part_confusion, part_miou
 from ..inference import Predictor
-from ..io.coco_results import quantize_chart
+from ..io.coco_results import result_to_records
 from ..modeling import DensePoseRCNN
 from ..results import DensePoseResult
 from ..synthetic.dataset import dense_truth_path
-
-NUM_LABELS = 25  # background + 24 parts
-
-
-def part_confusion(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """(25, 25) counts [true part, predicted part] over paired label arrays."""
-    pairs = truth.astype(np.int64).reshape(-1) * NUM_LABELS + predicted.astype(np.int64).reshape(-1)
-    return np.bincount(pairs, minlength=NUM_LABELS * NUM_LABELS).reshape(NUM_LABELS, NUM_LABELS)
-
-
-def part_miou(confusion: np.ndarray) -> float | None:
-    """Mean IoU over the parts 1..24 that occur in the truth or the prediction (None if none)."""
-    intersection = np.diag(confusion)[1:].astype(np.float64)
-    union = confusion.sum(axis=0)[1:] + confusion.sum(axis=1)[1:] - intersection
-    present = union > 0
-    return float(np.mean(intersection[present] / union[present])) if present.any() else None
-
-
-def left_right_confusion(confusion: np.ndarray) -> list[tuple[int, int, float]]:
-    """For every pair of mirror parts (a, b), a < b (left/right; the torso's and head's pairs
-    are back/front and right/left as DensePose numbers them): the share of the pair's true
-    body pixels, labelled as one of the two, that got the other one. NaN if neither occurs."""
-    from ..synthetic.parts import PART_SYMMETRY
-
-    pairs = []
-    for a, b in sorted({tuple(sorted((p, q))) for p, q in enumerate(PART_SYMMETRY) if p > 0 and p != q} | {(1, 2)}):
-        swapped = confusion[a, b] + confusion[b, a]
-        total = swapped + confusion[a, a] + confusion[b, b]
-        pairs.append((a, b, float(swapped / total) if total else float("nan")))
-    return pairs
 
 
 def point_labels(annotation: dict, part_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,12 +75,10 @@ def evaluate_predictions(
     gt = load_ground_truth(Path(annotations))
     dataset = gt.dataset
     chosen = dataset["images"][:limit] if limit else dataset["images"]
-    chosen_ids = {image["id"] for image in chosen}
-    subset = dict(dataset, images=list(chosen), annotations=[a for a in dataset["annotations"] if a["image_id"] in chosen_ids])
-    gt = load_ground_truth(subset)
+    gt = gt.only_images(image["id"] for image in chosen)
 
     records: list[dict] = []
-    confusion = np.zeros((NUM_LABELS, NUM_LABELS), dtype=np.int64)
+    confusion = np.zeros((NUM_PART_LABELS, NUM_PART_LABELS), dtype=np.int64)
     dense_images = 0
     folder = Path(images)
     for image in tqdm(chosen, desc="evaluating", unit="image", disable=not progress, leave=False):
@@ -116,7 +86,7 @@ def evaluate_predictions(
         if not path.is_file():
             raise DensePoseError(f"held-out image {path} is missing")
         result = predict(path)
-        records += _records(result, image["id"])
+        records += result_to_records(result, image["id"], inline_charts=True)
         part_map = result.above(min_score).to_dense().I if len(result) else np.zeros(result.image_size, np.uint8)
         truth = _dense_parts(dense_truth_path(annotations, dataset, image["file_name"]))
         if truth is not None:
@@ -134,13 +104,3 @@ def evaluate_predictions(
     summary["part_miou_source"] = "dense" if dense_images == len(chosen) else ("points" if dense_images == 0 else "mixed")
     summary["images"] = len(chosen)
     return {"summary": summary, "metrics": metrics, "confusion": confusion.tolist()}
-
-
-def _records(result: DensePoseResult, image_id: Any) -> list[dict]:
-    """Evaluator records with the quantised charts inline (no PNG round trip)."""
-    records = []
-    for box, score, chart in zip(result.boxes, result.scores, result.charts):
-        x0, y0, x1, y1 = (float(v) for v in box)
-        records.append({"image_id": image_id, "category_id": 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score),
-                        "labels_uv": quantize_chart(chart)})
-    return records

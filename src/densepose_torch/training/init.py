@@ -14,7 +14,7 @@ import os
 import torch
 from torch import nn
 
-from ..checkpoint import _match_suffixes, fetch_zoo_checkpoint, read_state_dict
+from ..checkpoint import fetch_zoo_checkpoint, match_suffixes, read_state_dict
 from ..errors import DensePoseError
 from ..modeling import DensePoseRCNN
 from ..modeling.layers import FrozenBatchNorm2d
@@ -54,7 +54,7 @@ def initialize_weights(model: DensePoseRCNN) -> None:
     _normal_fill(heads.box_predictor.cls_score, 0.01)
     _normal_fill(heads.box_predictor.bbox_pred, 0.001)
     densepose_parts = [heads.densepose_head, heads.densepose_predictor] + ([heads.decoder] if hasattr(heads, "decoder") else [])
-    if model.config.cascade:
+    if model.config.is_cascade:
         densepose_parts += [heads.tasks, heads.cascade]
     initialize_convolutions(densepose_parts)
 
@@ -154,7 +154,7 @@ def load_initial_weights(model: DensePoseRCNN, source: str | os.PathLike) -> tup
     state, _, kind = read_state_dict(path)
     expected = model.state_dict()
     if kind == "caffe2":
-        state, _ = _match_suffixes(list(expected), state)
+        state, _ = match_suffixes(list(expected), state)
     fitting = {k: v for k, v in state.items() if k in expected and tuple(v.shape) == tuple(expected[k].shape)}
     if not fitting:
         raise DensePoseError(f"init_weights: no tensor of {path} fits the model (names or shapes differ everywhere)")

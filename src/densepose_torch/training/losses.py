@@ -1,4 +1,5 @@
-"""Training losses of DensePose R-CNN (spec §6.4): RPN, box head and the DensePose chart losses.
+"""Training losses of DensePose R-CNN, as detectron2 computes them: RPN, box head and the
+DensePose chart losses.
 
 DensePose ground truth lives in each person's box scaled to 256 x 256; a ROI is a proposal box,
 so points and masks are first mapped from the person's box into the proposal's S x S output
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..data.densepose_coco import DP_MASK_SIZE
+from ..modeling import ChartOutputs
 from .config import LossConfig
 
 DP_FRAME = float(DP_MASK_SIZE)  # side of the box frame of dp_x, dp_y and dp_masks
@@ -196,7 +198,7 @@ def resample_dense_truth(truth: DenseTargets, gt_boxes: torch.Tensor, est_boxes:
     return parts, truth.u[n, r, c], truth.v[n, r, c]
 
 
-def dense_chart_losses(outputs: dict[str, torch.Tensor], targets: DensePoseTargets, model: ModelConfig, loss: LossConfig) -> dict[str, torch.Tensor]:
+def dense_chart_losses(outputs: ChartOutputs, targets: DensePoseTargets, model: ModelConfig, loss: LossConfig) -> dict[str, torch.Tensor]:
     """I, U and V losses of the ROIs with dense truth: weighted means over their body pixels,
     pixel weight (pixels of its part in the batch) ** -dense_part_balance."""
     dense = targets.dense
@@ -260,12 +262,12 @@ def independent_anisotropic_uv_loss(
     return _weighted_sum(terms, weights)
 
 
-def zero_loss(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+def zero_loss(outputs: ChartOutputs) -> torch.Tensor:
     """0, connected to every output, so that every parameter gets a (zero) gradient (DDP)."""
     return sum(value.sum() for value in outputs.values()) * 0.0
 
 
-def densepose_losses(outputs: dict[str, torch.Tensor], targets: DensePoseTargets | None, model: ModelConfig, loss: LossConfig) -> dict[str, torch.Tensor]:
+def densepose_losses(outputs: ChartOutputs, targets: DensePoseTargets | None, model: ModelConfig, loss: LossConfig) -> dict[str, torch.Tensor]:
     """The DensePose chart losses of the predictor outputs (N, C, S, S) of the N ROIs."""
     uv_names = ("loss_densepose_UV",) if model.uv_confidence else ("loss_densepose_U", "loss_densepose_V")
     names = ("loss_densepose_I", "loss_densepose_S") + uv_names

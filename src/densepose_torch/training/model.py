@@ -3,7 +3,7 @@
 It drives the inference model's own modules (backbone, RPN head, box head, DensePose decoder,
 head and predictor), so the trained weights are the inference model's weights; what differs from
 inference is in the middle: anchors and proposals are matched to the ground truth and sampled
-(spec §6.3), proposals come from the RPN's training top-k, and pooling is differentiable.
+(as detectron2's ROI heads do), proposals come from the RPN's training top-k, and pooling is differentiable.
 `TrainingModel` is the module DDP wraps.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from ..data.mapper import TrainingSample
+from ..definitions import NUM_KEYPOINTS
 from ..modeling import DensePoseRCNN
-from ..modeling.cascade import NUM_KEYPOINTS
 from .config import LossConfig
 from .losses import (
     box_losses,

@@ -8,12 +8,10 @@ over its grid of sample points. Values agree with ops.roi_align up to float roun
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-from ..ops.roi_align import level_of_boxes
+from ..ops.roi_align import pack_rois, pooling_levels
 
 
 def _axis_positions(start: torch.Tensor, length: torch.Tensor, bins: int, grid: torch.Tensor, max_grid: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,14 +78,10 @@ def multilevel_roi_align_trainable(
     features: list[torch.Tensor], boxes: list[torch.Tensor], output_size: int, scales: list[float], sampling_ratio: int, aligned: bool
 ) -> torch.Tensor:
     """detectron2's ROIPooler (each box pooled from the FPN level its size selects), trainable."""
-    rois = torch.cat(
-        [torch.cat((torch.full((b.shape[0], 1), float(i), dtype=torch.float32, device=b.device), b.float()), dim=1) for i, b in enumerate(boxes)]
-    ) if boxes else features[0].new_zeros((0, 5))
+    rois = pack_rois(boxes, features[0], torch.float32)
     if len(features) == 1:
         return roi_align_trainable(features[0], rois, output_size, scales[0], sampling_ratio, aligned)
-    min_level = round(-math.log2(scales[0]))
-    max_level = round(-math.log2(scales[-1]))
-    levels = level_of_boxes(rois[:, 1:], min_level, max_level)
+    levels = pooling_levels(rois[:, 1:], scales)
     chunks, order = [], []
     for level, (feature, scale) in enumerate(zip(features, scales)):
         members = torch.nonzero(levels == level).flatten()

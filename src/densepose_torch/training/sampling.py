@@ -1,4 +1,4 @@
-"""Which anchors and proposals train which head (spec §6.3): IoU matching, balanced random
+"""Which anchors and proposals train which head, as detectron2 chooses them: IoU matching, balanced random
 sampling, and the choice of DensePose ROIs.
 
 Random draws use a torch.Generator per image (seeded from the image's stream position), so a
@@ -33,7 +33,9 @@ def match(iou: torch.Tensor, thresholds: tuple[float, ...], labels: tuple[int, .
     return matches, match_labels
 
 
-def subsample(labels: torch.Tensor, num_samples: int, positive_fraction: float, background: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def subsample(
+    labels: torch.Tensor, num_samples: int, positive_fraction: float, background: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random positive and negative indices: at most num_samples * positive_fraction positives
     (label not -1 and not `background`), negatives (label == background) filling the rest."""
     positive = torch.nonzero((labels != -1) & (labels != background)).flatten()

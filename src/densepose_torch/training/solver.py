@@ -1,4 +1,4 @@
-"""detectron2's optimiser (spec §6.5): SGD with momentum, weight decay except on normalisation
+"""detectron2's optimiser: SGD with momentum, weight decay except on normalisation
 layers, a linear (or constant) warmup, step decay, and optional per-parameter gradient clipping;
 AdamW as an alternative for training from scratch.
 
@@ -55,6 +55,13 @@ def learning_rate(solver: SolverConfig, iteration: int) -> float:
             warmup = solver.warmup_factor * (1 - alpha) + alpha
     return solver.base_lr * warmup * solver.gamma ** bisect.bisect_right(list(solver.steps), iteration)
 
+
+def apply_learning_rate(optimizer: torch.optim.Optimizer, solver: SolverConfig, iteration: int) -> float:
+    """Set every parameter group to the rate of `iteration` (before its step); returns it."""
+    lr = learning_rate(solver, iteration)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
 
 def clip_gradients(parameters: list[torch.nn.Parameter], solver: SolverConfig) -> None:
     """detectron2 clips each parameter's gradient on its own: its values into [-c, c]

@@ -4,9 +4,10 @@ predictions inside each person's mask become the student's training labels.
 
 A crop is the person's box warped to crop_size x crop_size, which is exactly the box frame the
 annotations use (dp_x, dp_y and dp_masks live in the box scaled to 256 x 256), so the losses are
-the region-based ones with the proposal equal to the person box. `train_teacher` is resumable:
-`OUTPUT/teacher_NNNNNNN.pth` checkpoints (weights, optimizer, iteration) and the batches are a
-function of the iteration; `OUTPUT/teacher_final.pth` holds the trained weights.
+the region-based ones with the proposal equal to the person box. `train_teacher` trains on the
+configured device with the resumable loop of `loop.py`: `OUTPUT/teacher_NNNNNNN.pth`
+checkpoints (weights, optimizer, RNG states, iteration) named by `OUTPUT/last_teacher_checkpoint`,
+batches that are a function of the iteration; `OUTPUT/teacher_final.pth` holds the trained weights.
 
 With `whole_image` the same network is the paper's whole-image fully convolutional baseline:
 each input is a whole training image and its people are one target in the image's frame.
@@ -15,14 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..config import ModelConfig
 from ..data.densepose_coco import (
@@ -33,6 +35,8 @@ from ..data.densepose_coco import (
 )
 from ..data.mapper import InstanceDensePose, person_densepose
 from ..data.transforms import FlipSymmetry, load_flip_symmetry
+from ..definitions import CHART_FIELDS
+from ..devices import resolve_device
 from ..errors import DensePoseError
 from ..inference import Predictor
 from ..io.atomic import atomic_write
@@ -53,8 +57,8 @@ from .init import (
     initialize_convolutions,
     prepare_backbone,
 )
-from .losses import densepose_losses, pack_densepose_targets
-from .solver import build_optimizer, learning_rate
+from .loop import CheckpointFiles, LoopConfig, ResumableLoop
+from .losses import DensePoseTargets, densepose_losses, pack_densepose_targets
 
 TEACHER_FORMAT = "densepose-torch-teacher-1"
 TEACHER_FINAL = "teacher_final.pth"
@@ -227,22 +231,32 @@ def _save(path: Path, model: TeacherNet, **extra) -> None:
         torch.save({"format": TEACHER_FORMAT, "config": dataclasses.asdict(model.config), "model": state, **extra}, handle)
 
 
-def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> TeacherNet:
-    """A trained teacher (any teacher checkpoint), in eval mode."""
+def load_teacher(path: str | Path, device: str | torch.device | None = None) -> TeacherNet:
+    """A trained teacher (any teacher checkpoint) on `device` (resolved as every command resolves
+    --device: None is the first GPU when torch can use one, else the CPU), in eval mode."""
     path = Path(path)
     if not path.is_file():
         raise DensePoseError(f"no such teacher checkpoint: {path}")
-    data = torch.load(path, map_location="cpu", weights_only=False)
+    data = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors and containers: nothing to run
     if not isinstance(data, dict) or data.get("format") != TEACHER_FORMAT:
         raise DensePoseError(f"{path} is not a teacher checkpoint (written by densepose train with a distillation section)")
     model = TeacherNet(TeacherConfig(**data["config"]))
     model.load_state_dict(data["model"])
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
+
+
+def build_teacher(config: TeacherConfig, seed: int) -> TeacherNet:
+    """The teacher as training starts (seeded initialisation, trainable batch norm), in train mode."""
+    torch.manual_seed(seed)
+    model = TeacherNet(config)
+    initialize_teacher(model)
+    prepare_backbone(model, "bn", 0)
+    return model.train()
 
 
 def train_teacher(config: TrainConfig, progress: bool = True) -> Path:
-    """Train (or finish training) the teacher of `config.distillation` in its output folder;
-    returns the final checkpoint. A finished teacher is not trained again."""
+    """Train (or finish training) the teacher of `config.distillation` in its output folder, on
+    the configured device; returns the final checkpoint. A finished teacher is not trained again."""
     distillation = config.distillation
     if distillation is None:
         raise DensePoseError("the config has no distillation section")
@@ -251,54 +265,58 @@ def train_teacher(config: TrainConfig, progress: bool = True) -> Path:
     final = output / TEACHER_FINAL
     if final.is_file():
         return final
+    device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     examples = teacher_examples(config)
     symmetry = load_flip_symmetry(config.data.uv_symmetry)
-    solver = teacher_solver(teacher)
-    loss = LossConfig()
-    torch.manual_seed(config.seed)
-    model = TeacherNet(teacher)
-    initialize_teacher(model)
-    prepare_backbone(model, "bn", 0)
-    model.train()
-    optimizer = build_optimizer(model, solver)
-    start = 0
-    pointer = output / TEACHER_LAST
-    if pointer.is_file():
-        data = torch.load(output / pointer.read_text(encoding="utf-8").strip(), map_location="cpu", weights_only=False)
-        missing, unexpected = model.load_state_dict(data["model"], strict=False)
-        if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
-            raise DensePoseError(f"the teacher checkpoint in {output} does not fit distillation.teacher; was it changed?")
-        optimizer.load_state_dict(data["optimizer"])
-        torch.set_rng_state(data["rng"])
-        start = int(data["iteration"])
-    bar = tqdm(total=solver.max_iter, initial=start, desc="teacher", unit="it", disable=not progress, dynamic_ncols=True)
-    for iteration in range(start, solver.max_iter):
-        crops, targets = teacher_batch(examples, teacher, symmetry, config.seed, iteration)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(solver, iteration)
-        outputs = {k: v.float() for k, v in model(crops).items()}
-        losses = densepose_losses(outputs, targets, CHARTS, loss)
-        total = sum(losses.values())
-        if not torch.isfinite(total):
-            raise DensePoseError(f"the teacher's loss became {total.item()} at iteration {iteration}; lower distillation.teacher.base_lr")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        done = iteration + 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{total.item():.3f}")
-        if done % teacher.checkpoint_period == 0 and done < solver.max_iter:
-            name = f"teacher_{done:07d}.pth"
-            _save(output / name, model, optimizer=optimizer.state_dict(), iteration=done, rng=torch.get_rng_state())
-            with atomic_write(pointer, "w") as handle:
-                handle.write(name + "\n")
-    bar.close()
-    _save(final, model, iteration=solver.max_iter)
+    model = build_teacher(teacher, config.seed).to(device)
+    loop = _teacher_loop(teacher, model, output, device, progress)
+    start = loop.restore()
+
+    def batch(iteration: int) -> tuple[torch.Tensor, DensePoseTargets]:
+        return _on_device(teacher_batch(examples, teacher, symmetry, config.seed, iteration), device)
+
+    loop.run(start, batch, _teacher_losses(model, LossConfig()))
+    _save(final, model, iteration=teacher.max_iter)
     what = "images" if teacher.whole_image else "people"
     print(f"densepose train: teacher trained on {len(examples)} {what} -> {final}", file=sys.stderr)
     return final
+
+
+def _teacher_loop(teacher: TeacherConfig, model: TeacherNet, output: Path, device: torch.device, progress: bool) -> ResumableLoop:
+    """The loop over the teacher: checkpoints OUTPUT/teacher_NNNNNNN.pth (its own format, which
+    `load_teacher` reads), none at the end (teacher_final.pth is written instead)."""
+    def write(path: Path, state: dict[str, Any]) -> None:
+        _save(path, model, **state)
+
+    loop_config = LoopConfig(
+        teacher_solver(teacher), teacher.checkpoint_period, checkpoint_at_end=False, label="teacher",
+        loss_name="the teacher's loss", divergence_advice="lower distillation.teacher.base_lr",
+        model_section="distillation.teacher",
+    )
+    return ResumableLoop(loop_config, model, CheckpointFiles(output, "teacher_", TEACHER_LAST), write, device, progress=progress)
+
+
+def _teacher_losses(model: TeacherNet, loss: LossConfig) -> Callable[[tuple[torch.Tensor, DensePoseTargets]], dict[str, torch.Tensor]]:
+    """(crops (N, 3, S, S), their targets) -> the region-based DensePose losses, the crop being the proposal."""
+    def losses(batch: tuple[torch.Tensor, DensePoseTargets]) -> dict[str, torch.Tensor]:
+        crops, targets = batch
+        outputs = {k: v.float() for k, v in model(crops).items()}
+        return densepose_losses(outputs, targets, CHARTS, loss)
+
+    return losses
+
+
+def _on_device(value: Any, device: torch.device) -> Any:
+    """`value` with its tensors (also inside dataclasses and tuples) on `device`."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _on_device(getattr(value, f.name), device) for f in dataclasses.fields(value)})
+    if isinstance(value, tuple):
+        return tuple(_on_device(v, device) for v in value)
+    return value
 
 
 class TeacherPredictor:
@@ -318,6 +336,6 @@ class TeacherPredictor:
         charts = []
         if len(boxes):
             outputs = teacher_outputs(self.teacher, np.ascontiguousarray(rgb[:, :, ::-1]), boxes)
-            outputs = {k: v for k, v in outputs.items() if k in ("coarse_segm", "fine_segm", "u", "v")}
+            outputs = {k: v for k, v in outputs.items() if k in CHART_FIELDS}
             charts = charts_from_outputs(torch.from_numpy(detections.boxes), outputs)
         return DensePoseResult(detections.image_size, detections.boxes, detections.scores, charts)

@@ -1,5 +1,5 @@
-"""The training loop: `train(config)` runs (or, with resume=True, continues) a run in
-`config.output`.
+"""Training DensePose R-CNN: `train(config)` runs (or, with resume=True, continues) a run in
+`config.output`, on the resumable loop of `loop.py`.
 
     OUTPUT/config.yaml              the resolved config
     OUTPUT/metrics.jsonl            one JSON line per log period (losses, lr, timing) and per evaluation
@@ -16,12 +16,11 @@ only rank 0 writes.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
+import os
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,16 +36,9 @@ from ..devices import resolve_device
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
 from ..modeling import DensePoseRCNN, build_model
-from .config import TrainConfig, dump_train_config, load_train_config
+from .config import DatasetConfig, TrainConfig, dump_train_config, load_train_config
 from .datasets import dataset_files, training_source
-from .distributed import (
-    Processes,
-    all_finite,
-    barrier,
-    init_processes,
-    mean_over_processes,
-    shutdown,
-)
+from .distributed import Processes, barrier, init_processes, shutdown
 from .evaluation import evaluate_model, evaluate_predictions
 from .init import (
     export_model,
@@ -54,9 +46,9 @@ from .init import (
     load_initial_weights,
     prepare_backbone,
 )
+from .loop import CheckpointFiles, LoopConfig, LoopHooks, ResumableLoop
 from .model import TrainingModel
 from .plot import plot_metrics
-from .solver import build_optimizer, clip_gradients, learning_rate
 
 LAST_CHECKPOINT = "last_checkpoint"
 METRICS_LOG = "metrics.jsonl"
@@ -110,37 +102,6 @@ class MetricsLog:
         self.handle.close()
 
 
-def save_training_checkpoint(path: Path, model: DensePoseRCNN, optimizer, scaler, iteration: int, config: TrainConfig) -> None:
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    save_checkpoint(
-        export_model(model), path, iteration=iteration, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-        rng=rng, train_config=config.to_dict(),
-    )
-    with atomic_write(path.parent / LAST_CHECKPOINT, "w") as handle:
-        handle.write(path.name + "\n")
-
-
-def restore(output: Path, model: DensePoseRCNN, optimizer, scaler) -> int:
-    """Load the newest checkpoint of `output` into the training objects; the iteration to resume at."""
-    pointer = output / LAST_CHECKPOINT
-    if not pointer.is_file():
-        raise DensePoseError(f"nothing to resume in {output}: it has no {LAST_CHECKPOINT} (start without --resume)")
-    path = output / pointer.read_text(encoding="utf-8").strip()
-    data = torch.load(path, map_location="cpu", weights_only=False)
-    missing, unexpected = model.load_state_dict(data["model"], strict=False)
-    if unexpected or any(not key.endswith("num_batches_tracked") for key in missing):
-        raise DensePoseError(f"{path} does not fit the configured model (e.g. {(unexpected or missing)[0]}); "
-                             "was the model section changed since the run started?")
-    optimizer.load_state_dict(data["optimizer"])
-    scaler.load_state_dict(data["scaler"])
-    torch.set_rng_state(data["rng"]["torch"])
-    if "cuda" in data["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(data["rng"]["cuda"])
-    return int(data["iteration"])
-
-
 def _held_out(config: TrainConfig) -> tuple[Path, Path] | None:
     if config.data.val is None:
         return None
@@ -164,6 +125,33 @@ def run_evaluation(model: DensePoseRCNN, config: TrainConfig, progress: bool = T
         return evaluate_predictions(predict, files[0], files[1], surface, config.data.val_limit, config.data.eval_min_score, progress)
     exported = export_model(model)
     return evaluate_model(exported, files[0], files[1], surface, config.data.val_limit, config.data.eval_min_score, progress)
+
+
+def evaluate_trained(config: TrainConfig, model_path: str | os.PathLike | None = None, teacher: bool = False) -> tuple[Path, dict[str, Any]]:
+    """`densepose train --eval-only`: the held-out figures of a trained model (default: the run's
+    final weights), or with `teacher` of the config's distillation teacher (trained first if
+    needed) run on the person boxes that model detects. Writes OUTPUT/evaluation.json; returns
+    the evaluated checkpoint and the figures."""
+    from ..checkpoint import load_model
+
+    if teacher and model_path is None:
+        raise DensePoseError("--teacher needs --model DETECTOR.pth: the region-based model whose person boxes the teacher labels")
+    path = Path(model_path) if model_path else Path(config.output) / FINAL
+    model = load_model(path, device=resolve_device(config.device))
+    if config.data.val is None:
+        raise DensePoseError("the config has no held-out set (data.val) to evaluate on")
+    dataset_files(config.data.val, write=True)  # renders a synthetic held-out set on first use
+    if teacher:
+        from .teacher import TeacherPredictor, load_teacher, train_teacher
+
+        prepare_data(config, Processes(), True)  # the teacher trains on data.train
+        path = train_teacher(config)
+        result = run_evaluation(model, config, predict=TeacherPredictor(load_teacher(path, model.device), model))
+    else:
+        result = run_evaluation(model, config)
+    with atomic_write(Path(config.output) / "evaluation.json", "w") as handle:
+        json.dump({"model": str(path), **result}, handle, indent=2)
+    return path, result
 
 
 def prepare_data(config: TrainConfig, processes: Processes, progress: bool) -> None:
@@ -212,16 +200,47 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         torch.set_num_threads(config.threads)
     processes = init_processes(device.type)
     try:
-        return _train(config, resume, progress and processes.main, processes, device, on_iteration)
+        return _train(config, resume, progress and processes.main, processes, _process_device(device, processes), on_iteration)
     finally:
         shutdown(processes)
 
 
+def _process_device(device: torch.device, processes: Processes) -> torch.device:
+    """This process's device: under torchrun each process takes the GPU of its local rank."""
+    if device.type != "cuda" or not processes.distributed:
+        return device
+    device = torch.device("cuda", processes.local_rank)
+    torch.cuda.set_device(device)
+    return device
+
+
 def _train(config: TrainConfig, resume: bool, progress: bool, processes: Processes, device: torch.device,
            on_iteration: Callable[[int, DensePoseRCNN], None] | None) -> Path:
-    if device.type == "cuda" and processes.distributed:
-        device = torch.device("cuda", processes.local_rank)
-        torch.cuda.set_device(device)
+    """Train one stage (the earlier stages it names first) to its end; its final weights."""
+    config, train_sets = _resolve_stage(config, resume, progress, processes, device)
+    output = Path(config.output)
+    torch.manual_seed(config.seed)
+    model = build_training_model(config).to(device)
+    loop = _student_loop(config, model, device, processes, progress)
+    start = _resume_point(loop, resume)
+    if start >= config.solver.max_iter and (output / FINAL).is_file():
+        return output / FINAL
+    batches = _training_batches(config, train_sets, start, processes)
+    network = _network(model, config, processes, device)
+    log = _open_run_folder(config, processes, start)
+    try:
+        loop.run(start, lambda _: next(batches), network, _student_hooks(config, model, log, processes, progress, on_iteration))
+    finally:
+        if log is not None:
+            log.close()
+    return _write_final(model, config, processes)
+
+
+def _resolve_stage(config: TrainConfig, resume: bool, progress: bool, processes: Processes,
+                   device: torch.device) -> tuple[TrainConfig, tuple[DatasetConfig, ...]]:
+    """The stage as it will train, and its training sets: the output folder checked, the data on
+    disk, the teacher's dense labels written under distillation (they replace data.train), and an
+    earlier stage named by init_weights trained so that init_weights names its weights."""
     output = Path(config.output)
     if processes.main and not resume and (output / LAST_CHECKPOINT).is_file():
         raise DensePoseError(f"{output} already holds a training run; add --resume to continue it, or choose another --output")
@@ -235,99 +254,108 @@ def _train(config: TrainConfig, resume: bool, progress: bool, processes: Process
             prepare_dense_labels(config, progress)
         barrier(processes)
         train_sets = distilled_train_sets(config)
-
     if is_stage_config(config.init_weights):
         config = replace(config, init_weights=str(_train_earlier_stage(Path(config.init_weights), progress, processes, device)))
-    torch.manual_seed(config.seed)
-    model = build_training_model(config).to(device)
-    optimizer = build_optimizer(model, config.solver)
-    scaler = torch.amp.GradScaler("cuda", enabled=config.solver.amp)
-    start = restore(output, model, optimizer, scaler) if resume else 0
-    solver = config.solver
-    if start >= solver.max_iter and (output / FINAL).is_file():
-        return output / FINAL
+    return config, train_sets
 
+
+def _student_loop(config: TrainConfig, model: DensePoseRCNN, device: torch.device, processes: Processes,
+                  progress: bool) -> ResumableLoop:
+    """The loop over `model`, whose checkpoints `load_model` reads (weights, architecture and the
+    training state beside them)."""
+    def write(path: Path, state: dict[str, Any]) -> None:
+        save_checkpoint(export_model(model), path, **state, train_config=config.to_dict())
+
+    loop_config = LoopConfig(
+        config.solver, config.checkpoint_period, config.log_period, label="training",
+        divergence_advice="lower solver.base_lr, lengthen the warmup or enable solver.clip_gradients, "
+                          "then resume from the last checkpoint",
+    )
+    files = CheckpointFiles(Path(config.output), "model_", LAST_CHECKPOINT)
+    return ResumableLoop(loop_config, model, files, write, device, processes, progress)
+
+
+def _resume_point(loop: ResumableLoop, resume: bool) -> int:
+    """The iteration to start at: 0, or with `resume` that of the newest checkpoint (restored)."""
+    if not resume:
+        return 0
+    if loop.files.latest() is None:
+        raise DensePoseError(f"nothing to resume in {loop.files.folder}: it has no {LAST_CHECKPOINT} (start without --resume)")
+    return loop.restore()
+
+
+def _training_batches(config: TrainConfig, train_sets: tuple[DatasetConfig, ...], start: int,
+                      processes: Processes) -> Iterator[list]:
+    """This process's batches (lists of TrainingSample) from iteration `start` on: the stream is
+    a function of the seed and the iteration, so a resumed run continues it exactly."""
     source = training_source(train_sets)
-    augmentation = Augmentation(config.data.min_size_train, config.data.max_size_train, config.data.random_flip,
-                                load_flip_symmetry(config.data.uv_symmetry))
+    data = config.data
+    augmentation = Augmentation(data.min_size_train, data.max_size_train, data.random_flip, load_flip_symmetry(data.uv_symmetry))
     dataset = TrainingDataset(source, len(source), augmentation, config.seed)
-    sampler = StreamBatchSampler(len(source), solver.ims_per_batch, config.seed, start, processes.rank, processes.world_size)
-    batches = build_train_loader(dataset, sampler, config.data.num_workers)
+    sampler = StreamBatchSampler(len(source), config.solver.ims_per_batch, config.seed, start, processes.rank, processes.world_size)
+    return build_train_loader(dataset, sampler, data.num_workers)
 
+
+def _network(model: DensePoseRCNN, config: TrainConfig, processes: Processes, device: torch.device) -> torch.nn.Module:
+    """Samples -> named losses; under torchrun wrapped in DDP, which averages the gradients."""
     network: torch.nn.Module = TrainingModel(model, config.loss)
     if processes.distributed:
         network = torch.nn.parallel.DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    log = None
-    if processes.main:
-        output.mkdir(parents=True, exist_ok=True)
-        with atomic_write(output / "config.yaml", "w") as handle:
-            handle.write(dump_train_config(config))
-        log = MetricsLog(output / METRICS_LOG, start if resume else 0)
+    return network
 
-    window: dict[str, list[float]] = {}
-    timing = {"data": 0.0, "step": 0.0}
-    bar = tqdm(total=solver.max_iter, initial=start, desc="training", unit="it", disable=not progress, dynamic_ncols=True)
-    try:
-        for iteration in range(start, solver.max_iter):
-            began = time.perf_counter()
-            batch = next(batches)
-            loaded = time.perf_counter()
-            lr = learning_rate(solver, iteration)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            autocast = torch.autocast("cuda", dtype=torch.float16) if solver.amp else contextlib.nullcontext()
-            with autocast:
-                losses = network(batch)
-            total = sum(losses.values())
-            if not all_finite(total, processes):
-                raise DensePoseError(
-                    f"the loss became {total.detach().item()} at iteration {iteration}; lower solver.base_lr, lengthen the warmup "
-                    "or enable solver.clip_gradients, then resume from the last checkpoint")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            if solver.clip_gradients:
-                scaler.unscale_(optimizer)
-                clip_gradients(trainable, solver)
-            scaler.step(optimizer)
-            scaler.update()
-            done = iteration + 1
-            timing["data"] += loaded - began
-            timing["step"] += time.perf_counter() - loaded
-            for name, value in losses.items():
-                window.setdefault(name, []).append(float(value.detach()))
-            window.setdefault("total", []).append(float(total.detach()))
-            bar.update(1)
-            if done % config.log_period == 0 or done == solver.max_iter:
-                means = mean_over_processes({k: sum(v) / len(v) for k, v in window.items()}, processes, device)
-                count = len(window["total"])
-                if log is not None:
-                    log.write({"iteration": done, "lr": lr, "losses": means,
-                               "data_time": timing["data"] / count, "time": (timing["data"] + timing["step"]) / count})
-                bar.set_postfix(loss=f"{means['total']:.3f}", lr=f"{lr:.2g}")
-                window, timing = {}, {"data": 0.0, "step": 0.0}
-            if done % config.checkpoint_period == 0 or done == solver.max_iter:
-                if processes.main:
-                    save_training_checkpoint(output / f"model_{done:07d}.pth", model, optimizer, scaler, done, config)
-                    plot_metrics(read_metrics(output / METRICS_LOG), output / PLOT, output.name)
-                barrier(processes)
-            evaluate_now = config.eval_period and done % config.eval_period == 0
-            if config.data.val is not None and (evaluate_now or done == solver.max_iter):
-                if processes.main:
-                    summary = run_evaluation(model, config, progress)["summary"]
-                    log.write({"iteration": done, "eval": summary})
-                    plot_metrics(read_metrics(output / METRICS_LOG), output / PLOT, output.name)
-                    bar.write("iteration {}: {}".format(done, ", ".join(
-                        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())))
-                barrier(processes)
-                model.train()
-            if on_iteration is not None:
-                on_iteration(done, model)
-    finally:
-        bar.close()
-        if log is not None:
-            log.close()
+
+def _open_run_folder(config: TrainConfig, processes: Processes, start: int) -> MetricsLog | None:
+    """The main process writes the resolved config and opens the metrics log (dropping the lines
+    after `start`, which a resumed run writes again); the others write nothing."""
+    if not processes.main:
+        return None
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_write(output / "config.yaml", "w") as handle:
+        handle.write(dump_train_config(config))
+    return MetricsLog(output / METRICS_LOG, start)
+
+
+def _student_hooks(config: TrainConfig, model: DensePoseRCNN, log: MetricsLog | None, processes: Processes,
+                   progress: bool, on_iteration: Callable[[int, DensePoseRCNN], None] | None) -> LoopHooks:
+    """The metrics log, the loss curves redrawn at each checkpoint, the held-out evaluations and
+    the caller's `on_iteration`."""
+    output = Path(config.output)
+
+    def redraw(_: int) -> None:
+        plot_metrics(read_metrics(output / METRICS_LOG), output / PLOT, output.name)
+
+    def after_iteration(done: int) -> None:
+        _evaluate_during_training(done, config, model, log, processes, progress)
+        if on_iteration is not None:
+            on_iteration(done, model)
+
+    return LoopHooks(on_log=log.write if log is not None else None, on_checkpoint=redraw, after_iteration=after_iteration)
+
+
+def _evaluate_during_training(done: int, config: TrainConfig, model: DensePoseRCNN, log: MetricsLog | None,
+                              processes: Processes, progress: bool) -> None:
+    """Every eval_period iterations and after the last, the main process evaluates the held-out
+    set and logs the summary; the others wait for it."""
+    if config.data.val is None:
+        return
+    if not (config.eval_period and done % config.eval_period == 0) and done != config.solver.max_iter:
+        return
     if processes.main:
-        save_checkpoint(export_model(model), output / FINAL, iteration=solver.max_iter, train_config=config.to_dict())
+        summary = run_evaluation(model, config, progress)["summary"]
+        log.write({"iteration": done, "eval": summary})
+        output = Path(config.output)
+        plot_metrics(read_metrics(output / METRICS_LOG), output / PLOT, output.name)
+        tqdm.write("iteration {}: {}".format(done, ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())))
     barrier(processes)
-    return output / FINAL
+    model.train()  # evaluation left it in eval mode
+
+
+def _write_final(model: DensePoseRCNN, config: TrainConfig, processes: Processes) -> Path:
+    """The trained weights alone (main process), once every process has finished."""
+    final = Path(config.output) / FINAL
+    if processes.main:
+        save_checkpoint(export_model(model), final, iteration=config.solver.max_iter, train_config=config.to_dict())
+    barrier(processes)
+    return final

@@ -29,9 +29,9 @@ import cv2
 import numpy as np
 import torch
 
+from ..definitions import NUM_PART_LABELS
 from ..postprocessing import integer_boxes
 from ..results import ChartResult, DensePoseResult
-from ..synthetic.parts import N_PARTS
 
 TemporalMode = Literal["centred", "causal"]
 TEMPORAL_MODES: tuple[str, ...] = ("centred", "causal")
@@ -204,7 +204,7 @@ def _sample(person: _Person, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray
 
 def _vote(layers: list[tuple[float, np.ndarray, np.ndarray]], grid: tuple[int, int, int, int]) -> np.ndarray:
     """(h, w) uint8: each pixel's part with the most weight over the layers."""
-    votes = np.zeros((N_PARTS + 1, grid[3] * grid[2]), np.float64)  # background and the parts
+    votes = np.zeros((NUM_PART_LABELS, grid[3] * grid[2]), np.float64)  # background and the parts
     columns = np.arange(grid[3] * grid[2])
     for weight, labels, _ in layers:
         votes[labels.reshape(-1).astype(np.int64), columns] += weight

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from ..definitions import NUM_PART_LABELS
 from ..ops.boxes import box_iou
 from ..results import DensePoseResult
-from ..synthetic.parts import N_PARTS
 
 MIN_PART_PIXELS = 20  # a part's mean colour counts for appearance from this many pixels on
 
@@ -48,8 +48,8 @@ class _Track:
     track_id: int
     box: np.ndarray  # (4,) last seen XYXY
     velocity: np.ndarray  # (4,) per frame
-    colours: np.ndarray  # (N_PARTS + 1, 3) mean colour per part
-    seen: np.ndarray  # (N_PARTS + 1,) bool: parts with a colour
+    colours: np.ndarray  # (NUM_PART_LABELS, 3) mean colour per part
+    seen: np.ndarray  # (NUM_PART_LABELS,) bool: parts with a colour
     last_frame: int
     hits: int = 1  # frames it was seen in
 
@@ -136,19 +136,19 @@ def _area(boxes: np.ndarray) -> np.ndarray:
 
 
 def part_colours(image: np.ndarray, chart) -> tuple[np.ndarray, np.ndarray]:
-    """(N_PARTS + 1, 3) mean RGB (0..1) of `image` on each part of `chart`, and which parts have
+    """(NUM_PART_LABELS, 3) mean RGB (0..1) of `image` on each part of `chart`, and which parts have
     at least MIN_PART_PIXELS pixels inside the image."""
     height, width = image.shape[:2]
     top, left = max(chart.y, 0), max(chart.x, 0)
     bottom, right = min(chart.y + chart.height, height), min(chart.x + chart.width, width)
-    colours = np.zeros((N_PARTS + 1, 3))
+    colours = np.zeros((NUM_PART_LABELS, 3))
     if bottom <= top or right <= left:
-        return colours, np.zeros(N_PARTS + 1, bool)
+        return colours, np.zeros(NUM_PART_LABELS, bool)
     labels = chart.labels[top - chart.y : bottom - chart.y, left - chart.x : right - chart.x].reshape(-1).astype(np.int64)
     pixels = image[top:bottom, left:right].reshape(-1, 3).astype(np.float64) / 255.0
-    counts = np.bincount(labels, minlength=N_PARTS + 1)[: N_PARTS + 1]
+    counts = np.bincount(labels, minlength=NUM_PART_LABELS)[: NUM_PART_LABELS]
     for channel in range(3):
-        colours[:, channel] = np.bincount(labels, weights=pixels[:, channel], minlength=N_PARTS + 1)[: N_PARTS + 1]
+        colours[:, channel] = np.bincount(labels, weights=pixels[:, channel], minlength=NUM_PART_LABELS)[: NUM_PART_LABELS]
     seen = counts >= MIN_PART_PIXELS
     seen[0] = False  # background is not the person
     colours[seen] /= counts[seen, None]
