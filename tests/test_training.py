@@ -3,6 +3,7 @@ steps that overfit a batch, exact resume after an interruption, its outputs (che
 load with load_model, metrics log, plot), and 2-process DDP with gloo."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -40,7 +41,7 @@ from densepose_torch.training.solver import (
     learning_rate,
     parameter_groups,
 )
-from densepose_torch.training.trainer import build_training_model, read_metrics, train
+from densepose_torch.training.trainer import build_training_model, evaluate_trained, read_metrics, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -256,6 +257,11 @@ def test_trainer_outputs_load_and_predict(tiny_synthetic_set, tmp_path):
         assert model.config.base_channels == 16
         result = Predictor(model)(tiny_synthetic_set / "images" / "000000.jpg")
         assert result.image_size == (96, 96)
+    # --eval-only evaluates the final weights again: the figures of the run's last evaluation.
+    config = load_train_config(run / "config.yaml")
+    path, again = evaluate_trained(config)
+    assert path == final and again["summary"] == evaluation[0]
+    assert json.loads((run / "evaluation.json").read_text())["summary"] == evaluation[0]
 
 
 def test_init_weights_may_name_an_earlier_stage_that_trains_first(tiny_synthetic_set, tmp_path):

@@ -76,6 +76,7 @@ def _check(config: CompareConfig) -> str:
         from ..jobs.ray import import_ray
 
         import_ray()
+        # The Ray workers' device, checked where they run (the driver may have no GPU to resolve).
         return config.device or ("cuda" if config.ray.gpus_per_actor > 0 else "cpu")
     return str(resolve_device(config.device))
 
