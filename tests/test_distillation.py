@@ -167,10 +167,10 @@ def _whole_and_interrupted_teacher_runs(tiny_synthetic_set, tmp_path, monkeypatc
     whole = train_teacher(train_config_from_dict(_config(tiny_synthetic_set, tmp_path / "whole")), progress=False)
     real = teacher_module.teacher_batch
 
-    def stop_at_3(examples, config, symmetry, seed, iteration):
+    def stop_at_3(examples, config, symmetry, seed, iteration, device):
         if iteration == 3:
             raise _Interrupt
-        return real(examples, config, symmetry, seed, iteration)
+        return real(examples, config, symmetry, seed, iteration, device)
 
     cut_config = train_config_from_dict(_config(tiny_synthetic_set, tmp_path / "cut"))
     monkeypatch.setattr(teacher_module, "teacher_batch", stop_at_3)
@@ -204,9 +204,9 @@ def test_teacher_resumes_where_it_stopped_also_from_a_checkpoint_of_the_old_form
     del checkpoint["scaler"]
     torch.save(checkpoint, folder / "teacher_0000002.pth")
 
-    def record(examples, config, symmetry, seed, iteration):
+    def record(examples, config, symmetry, seed, iteration, device):
         seen.append(iteration)
-        return real(examples, config, symmetry, seed, iteration)
+        return real(examples, config, symmetry, seed, iteration, device)
 
     monkeypatch.setattr(teacher_module, "teacher_batch", record)
     resumed = train_teacher(cut_config, progress=False)

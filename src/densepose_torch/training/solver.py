@@ -63,6 +63,7 @@ def apply_learning_rate(optimizer: torch.optim.Optimizer, solver: SolverConfig, 
         group["lr"] = lr
     return lr
 
+
 def clip_gradients(parameters: list[torch.nn.Parameter], solver: SolverConfig) -> None:
     """detectron2 clips each parameter's gradient on its own: its values into [-c, c]
     ("value") or its L2 norm to at most c ("norm")."""

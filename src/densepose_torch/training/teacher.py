@@ -190,9 +190,10 @@ def image_densepose(example: TeacherExample, flip: bool, symmetry: FlipSymmetry)
     return InstanceDensePose(x.astype(np.float32), y.astype(np.float32), parts, u, v, segm)
 
 
-def teacher_batch(examples: list[TeacherExample], config: TeacherConfig, symmetry: FlipSymmetry, seed: int, iteration: int):
-    """Crops (N, 3, S, S) float and their DensePoseTargets for one iteration (a function of the
-    seed and the iteration only, so a resumed run sees the same batches)."""
+def teacher_batch(examples: list[TeacherExample], config: TeacherConfig, symmetry: FlipSymmetry, seed: int, iteration: int,
+                  device: torch.device | str = "cpu") -> tuple[torch.Tensor, DensePoseTargets]:
+    """Crops (N, 3, S, S) float and their DensePoseTargets for one iteration, on `device` (a
+    function of the seed and the iteration only, so a resumed run sees the same batches)."""
     rng = np.random.default_rng(np.random.SeedSequence((seed, iteration, 7)))
     count = config.crops_per_batch
     chosen = rng.choice(len(examples), size=count, replace=len(examples) < count)
@@ -211,11 +212,11 @@ def teacher_batch(examples: list[TeacherExample], config: TeacherConfig, symmetr
         else:
             instances.append(person_densepose(example.people[0], flip, symmetry))
     # The crop is the targets' frame, so the "proposal" and the person box are both the whole crop.
-    frame = torch.tensor([[0.0, 0.0, float(size), float(size)]]).repeat(count, 1)
-    targets = pack_densepose_targets(frame, frame.clone(), instances)
+    frame = torch.tensor([[0.0, 0.0, float(size), float(size)]], device=device).repeat(count, 1)
+    targets = pack_densepose_targets(frame, frame.clone(), instances)  # on the frame's device
     if not config.segmentation:
         targets.coarse_segm = None  # the paper's teacher learns from the points alone
-    return torch.from_numpy(np.stack(crops)).float(), targets
+    return torch.from_numpy(np.stack(crops)).to(device, torch.float32), targets
 
 
 def teacher_solver(config: TeacherConfig) -> SolverConfig:
@@ -275,7 +276,7 @@ def train_teacher(config: TrainConfig, progress: bool = True) -> Path:
     start = loop.restore()
 
     def batch(iteration: int) -> tuple[torch.Tensor, DensePoseTargets]:
-        return _on_device(teacher_batch(examples, teacher, symmetry, config.seed, iteration), device)
+        return teacher_batch(examples, teacher, symmetry, config.seed, iteration, device)
 
     loop.run(start, batch, _teacher_losses(model, LossConfig()))
     _save(final, model, iteration=teacher.max_iter)
@@ -306,17 +307,6 @@ def _teacher_losses(model: TeacherNet, loss: LossConfig) -> Callable[[tuple[torc
         return densepose_losses(outputs, targets, CHARTS, loss)
 
     return losses
-
-
-def _on_device(value: Any, device: torch.device) -> Any:
-    """`value` with its tensors (also inside dataclasses and tuples) on `device`."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _on_device(getattr(value, f.name), device) for f in dataclasses.fields(value)})
-    if isinstance(value, tuple):
-        return tuple(_on_device(v, device) for v in value)
-    return value
 
 
 class TeacherPredictor:

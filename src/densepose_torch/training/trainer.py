@@ -320,17 +320,19 @@ def _student_hooks(config: TrainConfig, model: DensePoseRCNN, log: MetricsLog | 
                    progress: bool, on_iteration: Callable[[int, DensePoseRCNN], None] | None) -> LoopHooks:
     """The metrics log, the loss curves redrawn at each checkpoint, the held-out evaluations and
     the caller's `on_iteration`."""
-    output = Path(config.output)
-
-    def redraw(_: int) -> None:
-        plot_metrics(read_metrics(output / METRICS_LOG), output / PLOT, output.name)
-
     def after_iteration(done: int) -> None:
         _evaluate_during_training(done, config, model, log, processes, progress)
         if on_iteration is not None:
             on_iteration(done, model)
 
-    return LoopHooks(on_log=log.write if log is not None else None, on_checkpoint=redraw, after_iteration=after_iteration)
+    return LoopHooks(on_log=log.write if log is not None else None, on_checkpoint=lambda _: _redraw_curves(config),
+                     after_iteration=after_iteration)
+
+
+def _redraw_curves(config: TrainConfig) -> None:
+    """OUTPUT/loss_curves.png from the metrics log as it stands."""
+    output = Path(config.output)
+    plot_metrics(read_metrics(output / METRICS_LOG), output / PLOT, output.name)
 
 
 def _evaluate_during_training(done: int, config: TrainConfig, model: DensePoseRCNN, log: MetricsLog | None,
@@ -344,8 +346,7 @@ def _evaluate_during_training(done: int, config: TrainConfig, model: DensePoseRC
     if processes.main:
         summary = run_evaluation(model, config, progress)["summary"]
         log.write({"iteration": done, "eval": summary})
-        output = Path(config.output)
-        plot_metrics(read_metrics(output / METRICS_LOG), output / PLOT, output.name)
+        _redraw_curves(config)
         tqdm.write("iteration {}: {}".format(done, ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())))
     barrier(processes)
