@@ -5,8 +5,9 @@
 
 For every model: its file size, parameters and CPU time on a 512 x 512 photo (the astronaut; median
 of 7 after 2 warm-up runs, this process's torch threads); then on two held-out sets of --count
-256 px images of seed --seed (written once into --data, resumable), one of the plain look and one
-of the photo look over scikit-image's backgrounds: GPS, GPSm, IOU and box AP (our evaluator, the
+256 px images of seed --seed (written once into --data, resumable), one of the plain look, one
+of the photo look over scikit-image's backgrounds, and one of close-ups (the photo look with
+people 1 to 2.5 image heights tall, cut by the frame): GPS, GPSm, IOU and box AP (our evaluator, the
 synthetic body's surface), GPS AP50, and the fine-part mIoU over every pixel (detections above 0.5
 pasted into a part map, as the training evaluation does), with the left/right (and torso
 back/front) confusion of every part pair. Training uses seeds 0 (training) and 1 (held-out
@@ -31,15 +32,17 @@ from densepose_torch.io.images import read_image
 from densepose_torch.synthetic.dataset import SynthJob, write_dataset
 from densepose_torch.training.evaluation import evaluate_predictions
 
-LOOKS = (("plain", None), ("photo", "scikit-image"))
+# (name, look, backgrounds, person height range): the sets every model is measured on.
+HELD_OUT_SETS = (("plain", "plain", None, None), ("photo", "photo", "scikit-image", None), ("close-up", "photo", "scikit-image", (1.0, 2.5)))
 
 
 def held_out_sets(root: Path, seed: int, count: int) -> dict[str, Path]:
     sets = {}
-    for look, backgrounds in LOOKS:
-        out = root / f"seed{seed}-{look}"
-        write_dataset(SynthJob(out=out, seed=seed, size=256, backgrounds=backgrounds, look=look), count, progress=False)
-        sets[look] = out
+    for name, look, backgrounds, person_height in HELD_OUT_SETS:
+        out = root / f"seed{seed}-{name}"
+        write_dataset(SynthJob(out=out, seed=seed, size=256, backgrounds=backgrounds, look=look, person_height=person_height),
+                      count, progress=False)
+        sets[name] = out
     return sets
 
 
@@ -75,11 +78,11 @@ def main() -> None:
         seconds = cpu_seconds(Predictor(model, min_score=0.8), astronaut)
         print(f"\nmodel {name}: {size:.1f} MiB file, {parameters / 1e6:.2f} M parameters, {seconds:.3f} s on a 512 px photo")
         predictor = Predictor(model)
-        for look, folder in sets.items():
+        for set_name, folder in sets.items():
             evaluation = evaluate_predictions(predictor, folder / "annotations.json", folder / "images", surface, progress=False)
             figures = evaluation["summary"]
             gps50 = evaluation["metrics"]["gps"]["AP50"]
-            print(f"  {look:5s}: GPS AP {figures['gps']:.1f}  GPS AP50 {gps50:.1f}  GPSm AP {figures['gpsm']:.1f}  "
+            print(f"  {set_name:8s}: GPS AP {figures['gps']:.1f}  GPS AP50 {gps50:.1f}  GPSm AP {figures['gpsm']:.1f}  "
                   f"IOU AP {figures['iou']:.1f}  box AP {figures['box']:.1f}  fine-part mIoU {figures['part_miou']:.3f}")
             pairs = left_right_confusion(np.asarray(evaluation["confusion"]))
             print("         mirror confusions: " + ", ".join(

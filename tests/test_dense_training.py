@@ -205,3 +205,39 @@ def test_dense_training_sets_carry_every_body_pixel_and_keep_people_free_images(
         data["info"].pop("dense_root")
         (tmp_path / "plain" / "annotations.json").write_text(json.dumps(data))
         training_source((DatasetConfig(annotations=str(tmp_path / "plain" / "annotations.json"), images=str(out / "images"), dense=True),))
+
+
+def test_person_height_frames_close_ups_the_set_records_it_and_training_renders_it_alike(tmp_path):
+    import json
+
+    from densepose_torch.data.loader import SyntheticSource
+    from densepose_torch.synthetic.dataset import SynthJob, write_dataset
+    from densepose_torch.synthetic.scene import scene_config
+    from densepose_torch.training.config import train_config_from_dict
+
+    def box_heights(out, person_height):
+        write_dataset(SynthJob(out=out, seed=5, size=96, num_points=20, person_height=person_height), 24, progress=False)
+        return np.array([a["bbox"][3] for a in json.loads((out / "annotations.json").read_text())["annotations"]])
+
+    framed, close = box_heights(tmp_path / "framed", None), box_heights(tmp_path / "close", (1.5, 2.5))
+    # A person at 1.5 to 2.5 image heights is cut by the 96 px frame (what is left of them, after
+    # other people and the frame, still mostly spans it); the default framing (0.2 to 1.2) mostly
+    # shows whole people well inside it.
+    assert np.median(close) > 64 and np.median(close) > 1.8 * np.median(framed), (np.median(close), np.median(framed))
+    assert json.loads((tmp_path / "close" / "synth_config.json").read_text())["person_height"] == [1.5, 2.5]
+    assert "person_height" not in json.loads((tmp_path / "framed" / "synth_config.json").read_text())  # old sets still resume
+    with pytest.raises(DensePoseError, match="person_height"):  # the folder holds another framing
+        write_dataset(SynthJob(out=tmp_path / "close", seed=5, size=96, num_points=20), 24, progress=False)
+    # A training config names the same framing; rendered on the fly it gives the same people.
+    config = train_config_from_dict({"model": {"depth": 18}, "data": {"train": [{"synthetic": {"count": 24, "seed": 5, "size": 96, "num_points": 20,
+                                                                        "person_height": [1.5, 2.5]}}]}})
+    assert config.data.train[0].synthetic.person_height == (1.5, 2.5)
+    live = SyntheticSource(96, 5, 24, 20, person_height=(1.5, 2.5))
+    on_disk = json.loads((tmp_path / "close" / "annotations.json").read_text())
+    first = min(a["image_id"] for a in on_disk["annotations"])
+    index = sorted(i["id"] for i in on_disk["images"]).index(first)
+    np.testing.assert_allclose(live(index)[1][0].box[3] - live(index)[1][0].box[1],
+                               next(a["bbox"][3] for a in on_disk["annotations"] if a["image_id"] == first), atol=1.0)
+    for bad in ((0.0, 1.0), (2.0, 1.0)):
+        with pytest.raises(DensePoseError, match="person height"):
+            scene_config(96, person_height=bad)

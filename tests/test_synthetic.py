@@ -415,3 +415,10 @@ def test_cli_synth(tmp_path, capsys):
         bad.handler(bad)
     with pytest.raises(SystemExit):
         parser.parse_args(["synth", "--count", "0", "--out", str(tmp_path / "c")])
+    close = parser.parse_args(["synth", "--count", "1", "--out", str(tmp_path / "close"), "--size", "48", "--workers", "1", "--person-height", "1.5", "2"])
+    assert close.handler(close) == 0
+    assert json.loads((tmp_path / "close" / "synth_config.json").read_text())["person_height"] == [1.5, 2.0]
+    for wrong in (["--person-height", "2", "1"], ["--person-height", "1", "2", "--video"]):
+        bad = parser.parse_args(["synth", "--count", "1", "--out", str(tmp_path / "x"), "--size", "48", *wrong])
+        with pytest.raises(DensePoseError, match="person.height"):
+            bad.handler(bad)

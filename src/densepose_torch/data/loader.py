@@ -59,9 +59,9 @@ class SyntheticSource:
     as `densepose synth` annotates it (the renderer is built on first use, in each worker)."""
 
     def __init__(self, size: int, seed: int, count: int, num_points: int = 100, backgrounds: str | None = None,
-                 look: str = "plain", dense: bool = False):
+                 look: str = "plain", dense: bool = False, person_height: tuple[float, float] | None = None):
         self.size, self.seed, self.count, self.num_points, self.backgrounds = size, seed, count, num_points, backgrounds
-        self.look, self.dense = look, dense
+        self.look, self.dense, self.person_height = look, dense, person_height
         self._generator = None
 
     def __len__(self) -> int:
@@ -69,10 +69,11 @@ class SyntheticSource:
 
     def __call__(self, index: int) -> tuple[np.ndarray, tuple[PersonAnnotation, ...]]:
         from ..synthetic.coco import annotate_scene
-        from ..synthetic.scene import SceneConfig, SceneGenerator
+        from ..synthetic.scene import SceneGenerator, scene_config
 
         if self._generator is None:
-            self._generator = SceneGenerator(self.size, backgrounds=self.backgrounds, config=SceneConfig(self.size, look=self.look))
+            config = scene_config(self.size, self.look, self.person_height)
+            self._generator = SceneGenerator(self.size, backgrounds=self.backgrounds, config=config)
         scene = self._generator.render((self.seed, index))
         rng = np.random.default_rng(np.random.SeedSequence((self.seed, index, 1)))
         persons = tuple(person_from_annotation(ann) for ann in annotate_scene(scene, rng, self.num_points))

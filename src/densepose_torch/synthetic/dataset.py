@@ -36,7 +36,7 @@ from .backgrounds import SCIKIT_IMAGE
 from .body import BODY_CHARTS_PATH
 from .clips import ClipConfig, ClipRenderer
 from .coco import PERSON_CATEGORY, annotate_scene
-from .scene import Scene, SceneConfig, SceneGenerator, list_backgrounds
+from .scene import Scene, SceneGenerator, list_backgrounds, scene_config
 
 UV_SCALE = 65535  # dense U and V are stored as uint16 round(U * UV_SCALE)
 FORMAT_VERSION = 1
@@ -53,12 +53,13 @@ class SynthJob:
     clip: int | None = None  # the images are the frames of clip number `clip` of the seed
     fps: float = DEFAULT_FPS  # of a clip
     look: str = "plain"  # SceneConfig.look
+    person_height: tuple[float, float] | None = None  # SceneConfig.person_height_fraction; None: its default
 
 
 def scene_source(job: SynthJob) -> Callable[[int], Scene]:
     """Image index -> rendered scene, for a still dataset or a clip."""
     backgrounds = str(job.backgrounds) if job.backgrounds is not None else None
-    generator = SceneGenerator(job.size, backgrounds=backgrounds, config=SceneConfig(size=job.size, look=job.look))
+    generator = SceneGenerator(job.size, backgrounds=backgrounds, config=scene_config(job.size, job.look, job.person_height))
     if job.clip is None:
         return lambda index: generator.render((job.seed, index))
     return ClipRenderer(generator, (job.seed, job.clip), ClipConfig(fps=job.fps)).frame
@@ -254,6 +255,8 @@ def _config(job: SynthJob) -> dict:
         config.update(clip=job.clip, fps=job.fps)
     if job.look != "plain":  # absent for the plain look, so that sets made before looks existed still resume
         config["look"] = job.look
+    if job.person_height is not None:  # likewise absent for the default framing
+        config["person_height"] = list(job.person_height)
     return config
 
 

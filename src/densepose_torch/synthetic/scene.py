@@ -53,6 +53,18 @@ class SceneConfig:
     keypoint_occlusion_tolerance: float = 0.15  # metres in front of a keypoint before it counts as hidden
     look: SceneLook = "plain"  # "photo": distractors, empty scenes, camera defects (synthetic.photo)
 
+    def __post_init__(self) -> None:
+        low, high = self.person_height_fraction
+        if not 0 < low <= high:
+            raise DensePoseError(f"person height must be two fractions of the image height, 0 < LOW <= HIGH; got {low:g}, {high:g}")
+
+
+def scene_config(size: int, look: SceneLook = "plain", person_height: tuple[float, float] | None = None) -> SceneConfig:
+    """The scene settings a dataset names: its image size, look and, when given, its range of
+    person heights (fractions of the image height; None keeps SceneConfig's framing)."""
+    config = SceneConfig(size=size, look=look)
+    return config if person_height is None else replace(config, person_height_fraction=tuple(person_height))
+
 
 @dataclass(frozen=True)
 class Scene:

@@ -43,6 +43,9 @@ class SyntheticDatasetConfig:
     num_points: int = 100
     backgrounds: str | None = None  # a folder of pictures, or scikit-image (synthetic.backgrounds)
     look: Literal["plain", "photo"] = "plain"  # synthetic.scene.SceneConfig.look
+    # Standing height of a person / image height, drawn log-uniformly (above 1: close-ups, the
+    # person cut by the frame); None: SceneConfig.person_height_fraction.
+    person_height: tuple[float, float] | None = None
     cache: str | None = None
 
 
