@@ -229,8 +229,8 @@ def test_person_height_frames_close_ups_the_set_records_it_and_training_renders_
     with pytest.raises(DensePoseError, match="person_height"):  # the folder holds another framing
         write_dataset(SynthJob(out=tmp_path / "close", seed=5, size=96, num_points=20), 24, progress=False)
     # A training config names the same framing; rendered on the fly it gives the same people.
-    config = train_config_from_dict({"model": {"depth": 18}, "data": {"train": [{"synthetic": {"count": 24, "seed": 5, "size": 96, "num_points": 20,
-                                                                        "person_height": [1.5, 2.5]}}]}})
+    synthetic = {"count": 24, "seed": 5, "size": 96, "num_points": 20, "person_height": [1.5, 2.5]}
+    config = train_config_from_dict({"model": {"depth": 18}, "data": {"train": [{"synthetic": synthetic}]}})
     assert config.data.train[0].synthetic.person_height == (1.5, 2.5)
     live = SyntheticSource(96, 5, 24, 20, person_height=(1.5, 2.5))
     on_disk = json.loads((tmp_path / "close" / "annotations.json").read_text())
