@@ -241,3 +241,10 @@ def test_person_height_frames_close_ups_the_set_records_it_and_training_renders_
     for bad in ((0.0, 1.0), (2.0, 1.0)):
         with pytest.raises(DensePoseError, match="person height"):
             scene_config(96, person_height=bad)
+        # Refused where the settings are made: before a set's folder is written, and when a
+        # training config is read rather than in a loader worker.
+        with pytest.raises(DensePoseError, match="person height"):
+            write_dataset(SynthJob(out=tmp_path / "bad", seed=5, size=96, person_height=bad), 2, progress=False)
+        assert not (tmp_path / "bad").exists()
+        with pytest.raises(DensePoseError, match="person height"):
+            train_config_from_dict({"model": {"depth": 18}, "data": {"train": [{"synthetic": {**synthetic, "person_height": list(bad)}}]}})

@@ -36,7 +36,7 @@ from .backgrounds import SCIKIT_IMAGE
 from .body import BODY_CHARTS_PATH
 from .clips import ClipConfig, ClipRenderer
 from .coco import PERSON_CATEGORY, annotate_scene
-from .scene import Scene, SceneGenerator, list_backgrounds, scene_config
+from .scene import Scene, SceneGenerator, check_person_height, list_backgrounds, scene_config
 
 UV_SCALE = 65535  # dense U and V are stored as uint16 round(U * UV_SCALE)
 FORMAT_VERSION = 1
@@ -54,6 +54,10 @@ class SynthJob:
     fps: float = DEFAULT_FPS  # of a clip
     look: str = "plain"  # SceneConfig.look
     person_height: tuple[float, float] | None = None  # SceneConfig.person_height_fraction; None: its default
+
+    def __post_init__(self) -> None:
+        if self.person_height is not None:  # before anything is written, not in a render worker
+            check_person_height(self.person_height)
 
 
 def scene_source(job: SynthJob) -> Callable[[int], Scene]:

@@ -54,9 +54,14 @@ class SceneConfig:
     look: SceneLook = "plain"  # "photo": distractors, empty scenes, camera defects (synthetic.photo)
 
     def __post_init__(self) -> None:
-        low, high = self.person_height_fraction
-        if not 0 < low <= high:
-            raise DensePoseError(f"person height must be two fractions of the image height, 0 < LOW <= HIGH; got {low:g}, {high:g}")
+        check_person_height(self.person_height_fraction)
+
+
+def check_person_height(person_height: tuple[float, float]) -> None:
+    """Refuse a range of person heights (fractions of the image height) that is not 0 < low <= high."""
+    low, high = person_height
+    if not 0 < low <= high:
+        raise DensePoseError(f"person height must be two fractions of the image height, 0 < LOW <= HIGH; got {low:g}, {high:g}")
 
 
 def scene_config(size: int, look: SceneLook = "plain", person_height: tuple[float, float] | None = None) -> SceneConfig:

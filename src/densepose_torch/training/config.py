@@ -48,6 +48,12 @@ class SyntheticDatasetConfig:
     person_height: tuple[float, float] | None = None
     cache: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.person_height is not None:  # when the config is read, not in a loader worker
+            from ..synthetic.scene import check_person_height
+
+            check_person_height(self.person_height)
+
 
 @dataclass(frozen=True)
 class DatasetConfig:
