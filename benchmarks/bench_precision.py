@@ -3,10 +3,13 @@
     python benchmarks/bench_precision.py                          # all three sets below
     python benchmarks/bench_precision.py --sets synthetic --scenes 150
     densepose export default --int8 -o int8.xml && python benchmarks/bench_precision.py --candidate int8.xml
+    densepose export run/model_final.pth --int8 -o run.xml && \
+        python benchmarks/bench_precision.py --model run/model_final.pth --candidate run.xml --sets synthetic
 
 With --candidate, the file (an export of the embedded default model: int8 OpenVINO IR or an ONNX
 graph) takes the fast mode's place, and every set runs the default model: the golden images, the
-real photo and the synthetic scenes.
+real photo and the synthetic scenes. --model puts another checkpoint in the default model's place
+(a candidate default model, before it is shipped).
 
 Sets:
 - golden: detectron2's golden images with the golden (random) weights of the five reference
@@ -172,6 +175,7 @@ def main() -> None:
     parser.add_argument("--min-score", type=float, default=0.8)
     parser.add_argument("--charts", type=int, default=20, help="compare the charts of at most N matched people per image")
     parser.add_argument("--candidate", type=Path, help="an exported file of the default model to compare instead of the fast mode")
+    parser.add_argument("--model", help="checkpoint in the default model's place (default: the embedded model)")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
 
@@ -182,7 +186,7 @@ def main() -> None:
         golden = args.shared / "golden"
         warm_up = rgb(golden / "images" / "astronaut.png")
         photo = rgb(args.shared / "data" / "demo_im.jpg") if "photos" in args.sets else None
-        default = load_model()
+        default = load_model(args.model)
         if args.candidate and "golden" in args.sets:
             agreement = Agreement()
             exact, candidate = predictors(default, warm_up, args.candidate)

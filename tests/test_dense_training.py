@@ -248,3 +248,46 @@ def test_person_height_frames_close_ups_the_set_records_it_and_training_renders_
         assert not (tmp_path / "bad").exists()
         with pytest.raises(DensePoseError, match="person height"):
             train_config_from_dict({"model": {"depth": 18}, "data": {"train": [{"synthetic": {**synthetic, "person_height": list(bad)}}]}})
+
+
+def test_empty_share_sets_the_people_free_scenes_the_set_records_it_and_training_renders_it_alike(tmp_path):
+    import json
+
+    from densepose_torch.data.loader import SyntheticSource
+    from densepose_torch.synthetic.dataset import SynthJob, write_dataset
+    from densepose_torch.synthetic.scene import SceneGenerator, scene_config
+    from densepose_torch.training.config import train_config_from_dict
+
+    def empty_images(out, look, empty_share):
+        write_dataset(SynthJob(out=out, seed=9, size=64, num_points=5, look=look, empty_share=empty_share), 40, progress=False)
+        data = json.loads((out / "annotations.json").read_text())
+        return {i["id"] for i in data["images"]} - {a["image_id"] for a in data["annotations"]}
+
+    # 40 scenes: a share of 0.1 leaves 4 empty on average (P(more than 12) < 1e-4), 0.6 leaves 24
+    # (P(fewer than 13) < 1e-3); a plain set given no share has none, one given 1 has nothing but.
+    photo, many = empty_images(tmp_path / "photo", "photo", None), empty_images(tmp_path / "many", "photo", 0.6)
+    assert len(photo) <= 12 < len(many), (len(photo), len(many))
+    assert not empty_images(tmp_path / "plain", "plain", None)
+    assert len(empty_images(tmp_path / "all", "plain", 1.0)) == 40
+    # The look's own share draws the same scenes as no setting at all: old sets keep their bytes.
+    default, explicit = (SceneGenerator(64, config=scene_config(64, "photo", empty_share=share)) for share in (None, 0.1))
+    np.testing.assert_array_equal(default.render((9, 3)).image, explicit.render((9, 3)).image)
+    assert json.loads((tmp_path / "many" / "synth_config.json").read_text())["empty_share"] == 0.6
+    assert "empty_share" not in json.loads((tmp_path / "photo" / "synth_config.json").read_text())
+    with pytest.raises(DensePoseError, match="empty_share"):  # the folder holds another share
+        write_dataset(SynthJob(out=tmp_path / "many", seed=9, size=64, num_points=5, look="photo"), 40, progress=False)
+    synthetic = {"count": 40, "seed": 9, "size": 64, "num_points": 5, "look": "photo", "empty_share": 0.6}
+    config = train_config_from_dict({"model": {"depth": 18}, "data": {"train": [{"synthetic": synthetic}]}})
+    assert config.data.train[0].synthetic.empty_share == 0.6
+    live = SyntheticSource(64, 9, 40, 5, look="photo", empty_share=0.6)
+    on_disk = json.loads((tmp_path / "many" / "annotations.json").read_text())
+    ids = sorted(i["id"] for i in on_disk["images"])
+    assert {ids[index] for index in range(40) if not live(index)[1]} == many
+    for bad in (-0.1, 1.5):
+        with pytest.raises(DensePoseError, match="share of empty scenes"):
+            scene_config(64, empty_share=bad)
+        with pytest.raises(DensePoseError, match="share of empty scenes"):
+            write_dataset(SynthJob(out=tmp_path / "bad", seed=9, size=64, empty_share=bad), 2, progress=False)
+        assert not (tmp_path / "bad").exists()
+        with pytest.raises(DensePoseError, match="share of empty scenes"):
+            train_config_from_dict({"model": {"depth": 18}, "data": {"train": [{"synthetic": {**synthetic, "empty_share": bad}}]}})

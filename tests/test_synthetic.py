@@ -422,3 +422,11 @@ def test_cli_synth(tmp_path, capsys):
         bad = parser.parse_args(["synth", "--count", "1", "--out", str(tmp_path / "x"), "--size", "48", *wrong])
         with pytest.raises(DensePoseError, match="person.height"):
             bad.handler(bad)
+    empty = parser.parse_args(["synth", "--count", "2", "--out", str(tmp_path / "empty"), "--size", "48", "--workers", "1", "--empty-share", "1"])
+    assert empty.handler(empty) == 0
+    assert json.loads((tmp_path / "empty" / "synth_config.json").read_text())["empty_share"] == 1.0
+    assert "0 people" in capsys.readouterr().out
+    for wrong in (["--empty-share", "1.5"], ["--empty-share", "0.5", "--video"]):
+        bad = parser.parse_args(["synth", "--count", "1", "--out", str(tmp_path / "x"), "--size", "48", *wrong])
+        with pytest.raises(DensePoseError, match="empty"):
+            bad.handler(bad)

@@ -55,11 +55,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="folder of background pictures, or scikit-image for the people-free photographs bundled "
                              "with scikit-image (used for 80%% of the images; default: procedural only)")
     parser.add_argument("--look", default="plain", metavar="{plain,photo}",
-                        help="plain (default) or photo: distractor objects, 10%% of scenes with nobody, colour casts, "
+                        help="plain (default) or photo: distractor objects, scenes with nobody (--empty-share), colour casts, "
                              "lost resolution, motion blur and JPEG artefacts, as in real photographs")
     parser.add_argument("--person-height", type=positive(float), nargs=2, metavar=("LOW", "HIGH"),
                         help="standing height of a person as a fraction of the image height, drawn log-uniformly "
                              "(default 0.2 1.2; above 1 the frame cuts the person: close-ups)")
+    parser.add_argument("--empty-share", type=float, metavar="FRACTION",
+                        help="share of images with nobody in them, 0 to 1 (default: 0.1 with --look photo, 0 with plain)")
     parser.add_argument("--points", type=_at_least(1), default=100, metavar="N",
                         help="DensePose points per annotated person (default 100, as DensePose-COCO)")
     parser.add_argument("--workers", type=_at_least(1), default=min(2, os.cpu_count() or 1), metavar="N",
@@ -81,8 +83,11 @@ def run(args: argparse.Namespace) -> int:
         raise DensePoseError("--look photo is for still images; clips are rendered with the plain look")
     if args.video and args.person_height:
         raise DensePoseError("--person-height is for still images; clips frame their people themselves")
+    if args.video and args.empty_share is not None:
+        raise DensePoseError("--empty-share is for still images; every clip has people")
     job = SynthJob(out=args.out, seed=args.seed, size=args.size, backgrounds=args.backgrounds, num_points=args.points, fps=args.fps,
-                   look=args.look, person_height=tuple(args.person_height) if args.person_height else None)
+                   look=args.look, person_height=tuple(args.person_height) if args.person_height else None,
+                   empty_share=args.empty_share)
     if args.video:
         summary = write_clips(job, args.count, args.frames, overwrite=args.overwrite, workers=args.workers)
         print(f"{summary['clips']} clips of {args.frames} frames ({summary['rendered']} frames rendered now), "

@@ -59,9 +59,10 @@ class SyntheticSource:
     as `densepose synth` annotates it (the renderer is built on first use, in each worker)."""
 
     def __init__(self, size: int, seed: int, count: int, num_points: int = 100, backgrounds: str | None = None,
-                 look: str = "plain", dense: bool = False, person_height: tuple[float, float] | None = None):
+                 look: str = "plain", dense: bool = False, person_height: tuple[float, float] | None = None,
+                 empty_share: float | None = None):
         self.size, self.seed, self.count, self.num_points, self.backgrounds = size, seed, count, num_points, backgrounds
-        self.look, self.dense, self.person_height = look, dense, person_height
+        self.look, self.dense, self.person_height, self.empty_share = look, dense, person_height, empty_share
         self._generator = None
 
     def __len__(self) -> int:
@@ -72,7 +73,7 @@ class SyntheticSource:
         from ..synthetic.scene import SceneGenerator, scene_config
 
         if self._generator is None:
-            config = scene_config(self.size, self.look, self.person_height)
+            config = scene_config(self.size, self.look, self.person_height, self.empty_share)
             self._generator = SceneGenerator(self.size, backgrounds=self.backgrounds, config=config)
         scene = self._generator.render((self.seed, index))
         rng = np.random.default_rng(np.random.SeedSequence((self.seed, index, 1)))

@@ -36,7 +36,7 @@ from .backgrounds import SCIKIT_IMAGE
 from .body import BODY_CHARTS_PATH
 from .clips import ClipConfig, ClipRenderer
 from .coco import PERSON_CATEGORY, annotate_scene
-from .scene import Scene, SceneGenerator, check_person_height, list_backgrounds, scene_config
+from .scene import Scene, SceneGenerator, check_empty_share, check_person_height, list_backgrounds, scene_config
 
 UV_SCALE = 65535  # dense U and V are stored as uint16 round(U * UV_SCALE)
 FORMAT_VERSION = 1
@@ -54,16 +54,20 @@ class SynthJob:
     fps: float = DEFAULT_FPS  # of a clip
     look: str = "plain"  # SceneConfig.look
     person_height: tuple[float, float] | None = None  # SceneConfig.person_height_fraction; None: its default
+    empty_share: float | None = None  # SceneConfig.empty_share; None: the look's own
 
     def __post_init__(self) -> None:
-        if self.person_height is not None:  # before anything is written, not in a render worker
+        # Checked before anything is written, not in a render worker.
+        if self.person_height is not None:
             check_person_height(self.person_height)
+        if self.empty_share is not None:
+            check_empty_share(self.empty_share)
 
 
 def scene_source(job: SynthJob) -> Callable[[int], Scene]:
     """Image index -> rendered scene, for a still dataset or a clip."""
     backgrounds = str(job.backgrounds) if job.backgrounds is not None else None
-    generator = SceneGenerator(job.size, backgrounds=backgrounds, config=scene_config(job.size, job.look, job.person_height))
+    generator = SceneGenerator(job.size, backgrounds=backgrounds, config=scene_config(job.size, job.look, job.person_height, job.empty_share))
     if job.clip is None:
         return lambda index: generator.render((job.seed, index))
     return ClipRenderer(generator, (job.seed, job.clip), ClipConfig(fps=job.fps)).frame
@@ -261,6 +265,8 @@ def _config(job: SynthJob) -> dict:
         config["look"] = job.look
     if job.person_height is not None:  # likewise absent for the default framing
         config["person_height"] = list(job.person_height)
+    if job.empty_share is not None:  # and for the look's own share of empty scenes
+        config["empty_share"] = job.empty_share
     return config
 
 

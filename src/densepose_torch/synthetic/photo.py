@@ -18,7 +18,7 @@ import numpy as np
 from ..io.images import read_image
 from .appearance import random_colour
 
-EMPTY_SCENE_PROBABILITY = 0.1  # scenes with nobody: the detector's only pure negatives
+EMPTY_SCENE_PROBABILITY = 0.1  # the share of scenes with nobody (pure negatives) unless SceneConfig.empty_share says
 MAX_DISTRACTORS = 4
 JPEG_PROBABILITY, JPEG_QUALITY = 0.6, (30, 90)
 RESOLUTION_LOSS_PROBABILITY, RESOLUTION_SCALE = 0.25, (0.35, 0.8)

@@ -52,9 +52,14 @@ class SceneConfig:
     person_height_fraction: tuple[float, float] = (0.2, 1.2)  # standing height / image height, log-uniform
     keypoint_occlusion_tolerance: float = 0.15  # metres in front of a keypoint before it counts as hidden
     look: SceneLook = "plain"  # "photo": distractors, empty scenes, camera defects (synthetic.photo)
+    # Share of scenes with nobody in them (the detector's pure negatives); None: the look's own,
+    # synthetic.photo.EMPTY_SCENE_PROBABILITY for the photo look, none for the plain look.
+    empty_share: float | None = None
 
     def __post_init__(self) -> None:
         check_person_height(self.person_height_fraction)
+        if self.empty_share is not None:
+            check_empty_share(self.empty_share)
 
 
 def check_person_height(person_height: tuple[float, float]) -> None:
@@ -64,10 +69,18 @@ def check_person_height(person_height: tuple[float, float]) -> None:
         raise DensePoseError(f"person height must be two fractions of the image height, 0 < LOW <= HIGH; got {low:g}, {high:g}")
 
 
-def scene_config(size: int, look: SceneLook = "plain", person_height: tuple[float, float] | None = None) -> SceneConfig:
+def check_empty_share(share: float) -> None:
+    """Refuse a share of people-free scenes outside 0..1."""
+    if not 0 <= share <= 1:
+        raise DensePoseError(f"the share of empty scenes must be between 0 and 1; got {share:g}")
+
+
+def scene_config(size: int, look: SceneLook = "plain", person_height: tuple[float, float] | None = None,
+                 empty_share: float | None = None) -> SceneConfig:
     """The scene settings a dataset names: its image size, look and, when given, its range of
-    person heights (fractions of the image height; None keeps SceneConfig's framing)."""
-    config = SceneConfig(size=size, look=look)
+    person heights (fractions of the image height; None keeps SceneConfig's framing) and its
+    share of scenes with nobody (None: the look's own)."""
+    config = SceneConfig(size=size, look=look, empty_share=empty_share)
     return config if person_height is None else replace(config, person_height_fraction=tuple(person_height))
 
 
@@ -143,8 +156,9 @@ class SceneGenerator:
         size = self.config.size
         camera = self.random_camera(rng)
         wanted = int(rng.choice(len(PERSON_COUNT_PROBABILITIES), p=PERSON_COUNT_PROBABILITIES)) + 1
-        photo = self.config.look == "photo"  # the plain look draws nothing more, so its seeds keep their bytes
-        if photo and rng.random() < EMPTY_SCENE_PROBABILITY:
+        photo = self.config.look == "photo"  # the plain look draws nothing more (unless given an empty share), so its seeds keep their bytes
+        empty_share = EMPTY_SCENE_PROBABILITY if photo and self.config.empty_share is None else self.config.empty_share
+        if empty_share is not None and rng.random() < empty_share:
             wanted = 0
         people: list[PlacedPerson] = []
         for _ in range(wanted):

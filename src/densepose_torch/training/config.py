@@ -46,13 +46,18 @@ class SyntheticDatasetConfig:
     # Standing height of a person / image height, drawn log-uniformly (above 1: close-ups, the
     # person cut by the frame); None: SceneConfig.person_height_fraction.
     person_height: tuple[float, float] | None = None
+    # Share of scenes with nobody in them; None: the look's own (0.1 for photo, 0 for plain).
+    empty_share: float | None = None
     cache: str | None = None
 
     def __post_init__(self) -> None:
-        if self.person_height is not None:  # when the config is read, not in a loader worker
-            from ..synthetic.scene import check_person_height
+        from ..synthetic.scene import check_empty_share, check_person_height
 
+        # Checked when the config is read, not in a loader worker.
+        if self.person_height is not None:
             check_person_height(self.person_height)
+        if self.empty_share is not None:
+            check_empty_share(self.empty_share)
 
 
 @dataclass(frozen=True)

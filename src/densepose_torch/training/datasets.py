@@ -21,7 +21,7 @@ def write_synthetic_cache(synthetic: SyntheticDatasetConfig, progress: bool = Tr
 
     out = Path(synthetic.cache)
     job = SynthJob(out=out, seed=synthetic.seed, size=synthetic.size, backgrounds=synthetic.backgrounds,
-                   num_points=synthetic.num_points, look=synthetic.look, person_height=synthetic.person_height)
+                   num_points=synthetic.num_points, look=synthetic.look, person_height=synthetic.person_height, empty_share=synthetic.empty_share)
     write_dataset(job, synthetic.count, workers=1, progress=progress)
     return out / "annotations.json", out / "images"
 
@@ -61,7 +61,8 @@ def training_source(datasets: tuple[DatasetConfig, ...]) -> ConcatSource:
         files = dataset_files(dataset, write=False)
         if files is None:
             s = dataset.synthetic
-            sources.append(SyntheticSource(s.size, s.seed, s.count, s.num_points, s.backgrounds, s.look, dataset.dense, s.person_height))
+            sources.append(SyntheticSource(s.size, s.seed, s.count, s.num_points, s.backgrounds, s.look, dataset.dense,
+                                           s.person_height, s.empty_share))
             continue
         records = read_records(*files)
         if not dataset.keep_empty:
