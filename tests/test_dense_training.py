@@ -212,7 +212,6 @@ def test_person_height_frames_close_ups_the_set_records_it_and_training_renders_
 
     from densepose_torch.data.loader import SyntheticSource
     from densepose_torch.synthetic.dataset import SynthJob, write_dataset
-    from densepose_torch.synthetic.scene import scene_config
     from densepose_torch.training.config import train_config_from_dict
 
     def box_heights(out, person_height):
@@ -238,16 +237,6 @@ def test_person_height_frames_close_ups_the_set_records_it_and_training_renders_
     index = sorted(i["id"] for i in on_disk["images"]).index(first)
     np.testing.assert_allclose(live(index)[1][0].box[3] - live(index)[1][0].box[1],
                                next(a["bbox"][3] for a in on_disk["annotations"] if a["image_id"] == first), atol=1.0)
-    for bad in ((0.0, 1.0), (2.0, 1.0)):
-        with pytest.raises(DensePoseError, match="person height"):
-            scene_config(96, person_height=bad)
-        # Refused where the settings are made: before a set's folder is written, and when a
-        # training config is read rather than in a loader worker.
-        with pytest.raises(DensePoseError, match="person height"):
-            write_dataset(SynthJob(out=tmp_path / "bad", seed=5, size=96, person_height=bad), 2, progress=False)
-        assert not (tmp_path / "bad").exists()
-        with pytest.raises(DensePoseError, match="person height"):
-            train_config_from_dict({"model": {"depth": 18}, "data": {"train": [{"synthetic": {**synthetic, "person_height": list(bad)}}]}})
 
 
 def test_empty_share_sets_the_people_free_scenes_the_set_records_it_and_training_renders_it_alike(tmp_path):
@@ -283,11 +272,26 @@ def test_empty_share_sets_the_people_free_scenes_the_set_records_it_and_training
     on_disk = json.loads((tmp_path / "many" / "annotations.json").read_text())
     ids = sorted(i["id"] for i in on_disk["images"])
     assert {ids[index] for index in range(40) if not live(index)[1]} == many
-    for bad in (-0.1, 1.5):
-        with pytest.raises(DensePoseError, match="share of empty scenes"):
-            scene_config(64, empty_share=bad)
-        with pytest.raises(DensePoseError, match="share of empty scenes"):
-            write_dataset(SynthJob(out=tmp_path / "bad", seed=9, size=64, empty_share=bad), 2, progress=False)
-        assert not (tmp_path / "bad").exists()
-        with pytest.raises(DensePoseError, match="share of empty scenes"):
-            train_config_from_dict({"model": {"depth": 18}, "data": {"train": [{"synthetic": {**synthetic, "empty_share": bad}}]}})
+
+
+@pytest.mark.parametrize("setting, bad, message", [
+    ("person_height", (0.0, 1.0), "person height"),
+    ("person_height", (2.0, 1.0), "person height"),
+    ("empty_share", -0.1, "share of empty scenes"),
+    ("empty_share", 1.5, "share of empty scenes"),
+])
+def test_bad_scene_settings_are_refused_where_they_are_made(tmp_path, setting, bad, message):
+    from densepose_torch.synthetic.dataset import SynthJob, write_dataset
+    from densepose_torch.synthetic.scene import scene_config
+    from densepose_torch.training.config import train_config_from_dict
+
+    with pytest.raises(DensePoseError, match=message):
+        scene_config(64, **{setting: bad})
+    # Before a set's folder is written, and when a training config is read rather than in a
+    # loader worker.
+    with pytest.raises(DensePoseError, match=message):
+        write_dataset(SynthJob(out=tmp_path / "bad", seed=5, size=64, **{setting: bad}), 2, progress=False)
+    assert not (tmp_path / "bad").exists()
+    synthetic = {"count": 2, "seed": 5, "size": 64, setting: list(bad) if isinstance(bad, tuple) else bad}
+    with pytest.raises(DensePoseError, match=message):
+        train_config_from_dict({"model": {"depth": 18}, "data": {"train": [{"synthetic": synthetic}]}})
