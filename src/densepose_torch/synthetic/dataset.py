@@ -36,7 +36,7 @@ from .backgrounds import SCIKIT_IMAGE
 from .body import BODY_CHARTS_PATH
 from .clips import ClipConfig, ClipRenderer
 from .coco import PERSON_CATEGORY, annotate_scene
-from .scene import Scene, SceneGenerator, check_empty_share, check_person_height, list_backgrounds, scene_config
+from .scene import Scene, SceneGenerator, check_scene_settings, list_backgrounds, scene_config
 
 UV_SCALE = 65535  # dense U and V are stored as uint16 round(U * UV_SCALE)
 FORMAT_VERSION = 1
@@ -57,11 +57,7 @@ class SynthJob:
     empty_share: float | None = None  # SceneConfig.empty_share; None: the look's own
 
     def __post_init__(self) -> None:
-        # Checked before anything is written, not in a render worker.
-        if self.person_height is not None:
-            check_person_height(self.person_height)
-        if self.empty_share is not None:
-            check_empty_share(self.empty_share)
+        check_scene_settings(self.person_height, self.empty_share)  # before anything is written, not in a render worker
 
 
 def scene_source(job: SynthJob) -> Callable[[int], Scene]:

@@ -57,22 +57,18 @@ class SceneConfig:
     empty_share: float | None = None
 
     def __post_init__(self) -> None:
-        check_person_height(self.person_height_fraction)
-        if self.empty_share is not None:
-            check_empty_share(self.empty_share)
+        check_scene_settings(self.person_height_fraction, self.empty_share)
 
 
-def check_person_height(person_height: tuple[float, float]) -> None:
-    """Refuse a range of person heights (fractions of the image height) that is not 0 < low <= high."""
-    low, high = person_height
-    if not 0 < low <= high:
-        raise DensePoseError(f"person height must be two fractions of the image height, 0 < LOW <= HIGH; got {low:g}, {high:g}")
-
-
-def check_empty_share(share: float) -> None:
-    """Refuse a share of people-free scenes outside 0..1."""
-    if not 0 <= share <= 1:
-        raise DensePoseError(f"the share of empty scenes must be between 0 and 1; got {share:g}")
+def check_scene_settings(person_height: tuple[float, float] | None = None, empty_share: float | None = None) -> None:
+    """Refuse a range of person heights (fractions of the image height) that is not
+    0 < low <= high, or a share of people-free scenes outside 0..1; None is not checked."""
+    if person_height is not None:
+        low, high = person_height
+        if not 0 < low <= high:
+            raise DensePoseError(f"person height must be two fractions of the image height, 0 < LOW <= HIGH; got {low:g}, {high:g}")
+    if empty_share is not None and not 0 <= empty_share <= 1:
+        raise DensePoseError(f"the share of empty scenes must be between 0 and 1; got {empty_share:g}")
 
 
 def scene_config(size: int, look: SceneLook = "plain", person_height: tuple[float, float] | None = None,

@@ -51,13 +51,9 @@ class SyntheticDatasetConfig:
     cache: str | None = None
 
     def __post_init__(self) -> None:
-        from ..synthetic.scene import check_empty_share, check_person_height
+        from ..synthetic.scene import check_scene_settings
 
-        # Checked when the config is read, not in a loader worker.
-        if self.person_height is not None:
-            check_person_height(self.person_height)
-        if self.empty_share is not None:
-            check_empty_share(self.empty_share)
+        check_scene_settings(self.person_height, self.empty_share)  # when the config is read, not in a loader worker
 
 
 @dataclass(frozen=True)
