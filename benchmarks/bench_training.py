@@ -4,6 +4,7 @@ batches of synthetic images, without data loading.
     python benchmarks/bench_training.py                                  # configs/default_model.yaml
     python benchmarks/bench_training.py configs/R_50_FPN_s1x.yaml --images 2 --size 800 --device cuda
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_training.py --threads 2
+    python benchmarks/bench_training.py --system-malloc     # without training.allocator's malloc settings
 
 Prints the median and best of --iterations timed steps after --warmup untimed ones.
 """
@@ -20,6 +21,7 @@ import torch
 from densepose_torch.data.loader import SyntheticSource, TrainingDataset
 from densepose_torch.data.mapper import Augmentation
 from densepose_torch.data.transforms import FlipSymmetry
+from densepose_torch.training.allocator import keep_freed_memory
 from densepose_torch.training.config import load_train_config
 from densepose_torch.training.model import TrainingModel
 from densepose_torch.training.solver import build_optimizer
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--system-malloc", action="store_true", help="leave glibc's malloc settings as they are (training on a CPU changes them)")
     args = parser.parse_args()
 
     # The starting weights do not change the speed (and an earlier stage named there would train first).
@@ -50,6 +53,8 @@ def main() -> None:
     batch = [dataset[(i, i)] for i in range(images)]
 
     device = torch.device(args.device)
+    if device.type == "cpu" and not args.system_malloc:
+        keep_freed_memory()  # as densepose train does
     model = build_training_model(config).to(device)
     network = TrainingModel(model, config.loss)
     optimizer = build_optimizer(model, config.solver)
@@ -68,8 +73,9 @@ def main() -> None:
             torch.cuda.synchronize()
         if step >= args.warmup:
             times.append(time.perf_counter() - began)
+    malloc = ", system malloc" if args.system_malloc else ""
     print(f"{Path(args.config).name}: {images} images of {size} px per iteration on {device} "
-          f"({torch.get_num_threads()} threads): median {statistics.median(times):.3f} s/it, best {min(times):.3f} s/it")
+          f"({torch.get_num_threads()} threads{malloc}): median {statistics.median(times):.3f} s/it, best {min(times):.3f} s/it")
 
 
 if __name__ == "__main__":

@@ -387,3 +387,37 @@ def test_the_documented_torchrun_command_trains_with_two_processes(tiny_syntheti
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert load_model(tmp_path / "run" / "model_final.pth").config.depth == TINY_MODEL["depth"]
+
+
+
+# In a child process (the settings last for the life of the process that makes them): how many
+# bytes malloc holds in mmapped blocks once a 16 MiB tensor is allocated.
+_MMAPPED_BYTES = """
+import ctypes, sys
+import torch
+from densepose_torch.training.allocator import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+buffer = torch.ones(4 * 2**20)
+print(kept, libc.mallinfo2().hblkhd)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None, reason="glibc's malloc only")
+def test_cpu_training_serves_large_buffers_from_the_reusable_heap():
+    def mmapped_bytes(mode: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", _MMAPPED_BYTES, mode], capture_output=True, text=True, check=True)
+        kept, held = out.stdout.split()
+        return kept, int(held)
+
+    # glibc's default serves a fresh process's 16 MiB block with mmap (returned to the system on
+    # free, faulted in again on the next use); with the training settings it comes from the heap.
+    _, by_default = mmapped_bytes("system")
+    kept, for_training = mmapped_bytes("keep")
+    assert kept == "True"
+    assert by_default >= 16 * 2**20
+    assert for_training < 16 * 2**20

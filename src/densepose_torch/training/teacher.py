@@ -49,6 +49,7 @@ from ..modeling.resnet import ResNet
 from ..ops.roi_align import roi_align
 from ..postprocessing import charts_from_outputs
 from ..results import DensePoseResult
+from .allocator import keep_freed_memory
 from .config import LossConfig, SolverConfig, TeacherConfig, TrainConfig
 from .datasets import dataset_files
 from .init import (
@@ -269,6 +270,8 @@ def train_teacher(config: TrainConfig, progress: bool = True) -> Path:
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
+    if device.type == "cpu":
+        keep_freed_memory()
     examples = teacher_examples(config)
     symmetry = load_flip_symmetry(config.data.uv_symmetry)
     model = build_teacher(teacher, config.seed).to(device)

@@ -36,6 +36,7 @@ from ..devices import resolve_device
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
 from ..modeling import DensePoseRCNN, build_model
+from .allocator import keep_freed_memory
 from .config import DatasetConfig, TrainConfig, dump_train_config, load_train_config
 from .datasets import dataset_files, training_source
 from .distributed import Processes, barrier, init_processes, shutdown
@@ -198,6 +199,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         raise DensePoseError("solver.amp (float16 autocast) needs CUDA; set solver.amp=false on the CPU")
     if config.threads:
         torch.set_num_threads(config.threads)
+    if device.type == "cpu":
+        keep_freed_memory()
     processes = init_processes(device.type)
     try:
         return _train(config, resume, progress and processes.main, processes, _process_device(device, processes), on_iteration)
