@@ -4,7 +4,7 @@ batches of synthetic images, without data loading.
     python benchmarks/bench_training.py                                  # configs/default_model.yaml
     python benchmarks/bench_training.py configs/R_50_FPN_s1x.yaml --images 2 --size 800 --device cuda
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_training.py --threads 2
-    python benchmarks/bench_training.py --system-malloc     # without training.allocator's malloc settings
+    python benchmarks/bench_training.py --system-malloc     # without allocator.keep_freed_memory's malloc settings
 
 Prints the median and best of --iterations timed steps after --warmup untimed ones.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
+from densepose_torch.allocator import keep_freed_memory
 from densepose_torch.data.loader import SyntheticSource, TrainingDataset
 from densepose_torch.data.mapper import Augmentation
 from densepose_torch.data.transforms import FlipSymmetry
-from densepose_torch.training.allocator import keep_freed_memory
 from densepose_torch.training.config import load_train_config
 from densepose_torch.training.model import TrainingModel
 from densepose_torch.training.solver import build_optimizer
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=8)
-    parser.add_argument("--system-malloc", action="store_true", help="leave glibc's malloc settings as they are (training on a CPU changes them)")
+    parser.add_argument("--system-malloc", action="store_true", help="leave glibc's malloc settings as they are (densepose train changes them on a CPU)")
     args = parser.parse_args()
 
     # The starting weights do not change the speed (and an earlier stage named there would train first).

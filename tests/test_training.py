@@ -394,7 +394,7 @@ def test_the_documented_torchrun_command_trains_with_two_processes(tiny_syntheti
 _MMAPPED_BYTES = """
 import ctypes, sys
 import torch
-from densepose_torch.training.allocator import keep_freed_memory
+from densepose_torch.allocator import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else None
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
@@ -416,14 +416,15 @@ def _glibc_version() -> tuple[int, ...]:
 
 
 @pytest.mark.skipif(_glibc_version() < (2, 33), reason="glibc's malloc only (mallinfo2 since 2.33)")
-def test_cpu_training_serves_large_buffers_from_the_reusable_heap():
+def test_cpu_malloc_settings_serve_large_buffers_from_the_reusable_heap():
     def mmapped_bytes(mode: str) -> tuple[str, int]:
         out = subprocess.run([sys.executable, "-c", _MMAPPED_BYTES, mode], capture_output=True, text=True, check=True)
         kept, held = out.stdout.split()
         return kept, int(held)
 
     # glibc's default serves a fresh process's 16 MiB block with mmap (returned to the system on
-    # free, faulted in again on the next use); with the training settings it comes from the heap.
+    # free, faulted in again on the next use); with the settings that densepose train and the
+    # predictor make on a CPU it comes from the heap.
     _, by_default = mmapped_bytes("system")
     kept, for_training = mmapped_bytes("keep")
     assert kept == "True"

@@ -1,4 +1,4 @@
-"""glibc malloc settings for CPU inference.
+"""glibc malloc settings for CPU inference and training (a Predictor and `densepose train` make them).
 
 A DensePose R-CNN allocates and frees tensors of tens of megabytes in every layer (an 800 px
 image's stride-4 feature map alone is 41 MB in float32). glibc serves blocks that large with

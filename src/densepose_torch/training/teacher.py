@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..allocator import keep_freed_memory
 from ..config import ModelConfig
 from ..data.densepose_coco import (
     DP_MASK_SIZE,
@@ -49,7 +50,6 @@ from ..modeling.resnet import ResNet
 from ..ops.roi_align import roi_align
 from ..postprocessing import charts_from_outputs
 from ..results import DensePoseResult
-from .allocator import keep_freed_memory
 from .config import LossConfig, SolverConfig, TeacherConfig, TrainConfig
 from .datasets import dataset_files
 from .init import (

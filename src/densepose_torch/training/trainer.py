@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ..allocator import keep_freed_memory
 from ..checkpoint import save_checkpoint
 from ..data.loader import StreamBatchSampler, TrainingDataset, build_train_loader
 from ..data.mapper import Augmentation
@@ -36,7 +37,6 @@ from ..devices import resolve_device
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
 from ..modeling import DensePoseRCNN, build_model
-from .allocator import keep_freed_memory
 from .config import DatasetConfig, TrainConfig, dump_train_config, load_train_config
 from .datasets import dataset_files, training_source
 from .distributed import Processes, barrier, init_processes, shutdown
