@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inference import random_model, test_image  # noqa: E402
 
 from densepose_torch import Predictor, load_model  # noqa: E402
+from densepose_torch.errors import DensePoseError  # noqa: E402
 from densepose_torch.export import export_onnx  # noqa: E402
 from densepose_torch.export.quantize import calibration_images, quantize  # noqa: E402
 
@@ -44,8 +45,11 @@ def predictors(model, rgb: np.ndarray, folder: Path, chosen: list[str], device: 
             made[backend] = Predictor(model, precision="fast", device=device)
         elif backend.endswith("fp32"):
             runtime = backend.split()[0]  # ONNX Runtime runs on the GPU too (onnxruntime-gpu), OpenVINO on the CPU
-            made[backend] = Predictor(export_onnx(model, folder / "model.onnx"), backend=runtime,
-                                      device=device if runtime == "onnxruntime" else "cpu")
+            try:
+                made[backend] = Predictor(export_onnx(model, folder / "model.onnx"), backend=runtime,
+                                          device=device if runtime == "onnxruntime" else "cpu")
+            except DensePoseError as error:  # e.g. an onnxruntime without the CUDA provider
+                print(f"# {backend} left out: {error}")
         else:
             path = folder / "int8.xml"
             quantize(model, path, calibration, lambda image: exact.preprocess(image).numpy())

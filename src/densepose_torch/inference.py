@@ -111,16 +111,11 @@ class Predictor:
         self.precision = precision_name(precision)
         self.min_score = _check_min_score(min_score)
         self.top_person = top_person
-        model, backend = _network(model, backend)
+        requested = resolve_device(device) if device is not None else None
+        model, backend = _network(model, backend, requested)
         if backend != "torch":
             if self.precision == "fast":
                 raise DensePoseError(f"precision 'fast' is the torch backend's mode; {backend} runs the exported graph as it is (use an int8 export for speed)")
-            runtime_device = resolve_device(device) if device is not None else None
-            if isinstance(model, RuntimeModel):
-                if runtime_device is not None and runtime_device.type != "cpu":
-                    raise DensePoseError("this model is already loaded for the CPU; pass its file to run it on CUDA")
-            else:
-                model = load_runtime_model(model, backend, device=runtime_device)
             device = torch.device("cpu")  # pre- and post-processing; the runtime holds the network where it runs
         else:
             device = resolve_device(device) if device is not None else model.device
@@ -223,23 +218,33 @@ class Predictor:
         return scaled
 
 
-def _network(model: DensePoseRCNN | RuntimeModel | str | os.PathLike | None, backend: str | None) -> tuple[DensePoseRCNN | RuntimeModel, str]:
-    """The network a Predictor runs and the backend it runs on (None: the model's own)."""
+def _network(
+    model: DensePoseRCNN | RuntimeModel | str | os.PathLike | None, backend: str | None, device: torch.device | None
+) -> tuple[DensePoseRCNN | RuntimeModel, str]:
+    """The network a Predictor runs and the backend it runs on (None: the model's own). An
+    exported graph is loaded for `device` (None: the CPU); a torch model is moved later."""
     if backend is not None and backend not in BACKENDS:
         raise DensePoseError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if isinstance(model, RuntimeModel):
         if backend not in (None, model.backend):
             raise DensePoseError(f"this model is already loaded for {model.backend}; pass its file to run it on {backend}")
+        if device is not None and device.type != "cpu":
+            raise DensePoseError("this model is already loaded for the CPU; pass its file to run it on CUDA")
         return model, model.backend
     if isinstance(model, DensePoseRCNN):
+        if backend not in (None, "torch"):
+            return load_runtime_model(model, backend, device=device), backend
         return model, backend or "torch"
     suffix = os.path.splitext(str(model))[1].lower() if model is not None else ""
     if suffix in RUNTIME_SUFFIXES:
         if backend == "torch":
             raise DensePoseError(f"{os.path.basename(str(model))} is an exported graph: run it with backend onnxruntime or openvino")
         chosen = backend or ("openvino" if suffix == ".xml" else "onnxruntime")
-        return load_runtime_model(model, chosen), chosen
-    return load_model(model), backend or "torch"
+        return load_runtime_model(model, chosen, device=device), chosen
+    loaded = load_model(model)
+    if backend not in (None, "torch"):
+        return load_runtime_model(loaded, backend, device=device), backend
+    return loaded, backend or "torch"
 
 
 def _check_min_score(min_score: float | None) -> float | None:

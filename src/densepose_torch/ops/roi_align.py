@@ -13,8 +13,12 @@ import math
 
 import torch
 
-# Gathered values per step (samples x channels): small enough to stay in cache...
+# Gathered values per step (samples x channels): small enough to stay in a CPU's cache...
 _VALUES_PER_STEP = 1 << 19
+# ...while on a GPU each step is a dozen kernel launches whatever its size: with the CPU's steps
+# the box head's pooling of a batch of 16 images made ~1500 steps, and launches, not arithmetic,
+# bounded the GPU (64 MiB buffers of float32 here).
+_VALUES_PER_STEP_GPU = 1 << 24
 # ...unless bins have so many samples that a step would hold only a handful of them.
 _MIN_BINS_PER_STEP = 32
 
@@ -132,7 +136,8 @@ def _sum_samples(
     bins = num_rois * out_h * out_w
     output = table.new_empty((bins, channels), dtype=dtype)
     # Enough bins per step that each add below is not dominated by its call overhead.
-    step = max(_MIN_BINS_PER_STEP, _VALUES_PER_STEP // (samples * channels))
+    values_per_step = _VALUES_PER_STEP if table.device.type == "cpu" else _VALUES_PER_STEP_GPU
+    step = max(_MIN_BINS_PER_STEP, values_per_step // (samples * channels))
     step = min(step, bins)
     corner = table.new_empty((step * samples, channels), dtype=dtype)
     value = table.new_empty((step * samples, channels), dtype=dtype)
