@@ -307,3 +307,26 @@ def test_onnxruntime_runs_on_cuda_only_with_its_cuda_provider(monkeypatch):
         onnxruntime_providers(torch.device("cuda", 1))
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert onnxruntime_providers(torch.device("cuda", 1)) == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+
+
+def test_predictor_loads_an_exported_graph_for_the_device_asked_for(default_onnx, default_model, monkeypatch):
+    """A file, or a torch model with a runtime backend, is loaded once, for the requested device (on
+    the first GPU run a file was loaded for the CPU and then refused for CUDA); a graph already
+    loaded for the CPU is refused for CUDA in one line."""
+    import densepose_torch.inference as inference
+
+    asked: list[torch.device | None] = []
+
+    def record(model, backend, device=None):
+        asked.append(device)
+        raise DensePoseError("recorded")
+
+    monkeypatch.setattr(inference, "resolve_device", lambda name: torch.device(name))  # no GPU here
+    monkeypatch.setattr(inference, "load_runtime_model", record)
+    for model in (default_onnx, default_model):
+        with pytest.raises(DensePoseError, match="recorded"):
+            Predictor(model, backend="onnxruntime", device="cuda:0")
+    assert asked == [torch.device("cuda", 0)] * 2
+    loaded = load_runtime_model(default_onnx, "onnxruntime")
+    with pytest.raises(DensePoseError, match="already loaded for the CPU"):
+        Predictor(loaded, device="cuda:0")
