@@ -118,7 +118,7 @@ class Predictor:
                 raise DensePoseError(f"precision 'fast' is the torch backend's mode; {backend} runs the exported graph as it is (use an int8 export for speed)")
             device = torch.device("cpu")  # pre- and post-processing; the runtime holds the network where it runs
         else:
-            device = resolve_device(device) if device is not None else model.device
+            device = requested or model.device
         if self.precision == "fast":
             model = fast_copy(model, device)
         elif backend == "torch" and device != model.device:
@@ -231,20 +231,17 @@ def _network(
         if device is not None and device.type != "cpu":
             raise DensePoseError("this model is already loaded for the CPU; pass its file to run it on CUDA")
         return model, model.backend
-    if isinstance(model, DensePoseRCNN):
-        if backend not in (None, "torch"):
-            return load_runtime_model(model, backend, device=device), backend
-        return model, backend or "torch"
-    suffix = os.path.splitext(str(model))[1].lower() if model is not None else ""
-    if suffix in RUNTIME_SUFFIXES:
-        if backend == "torch":
-            raise DensePoseError(f"{os.path.basename(str(model))} is an exported graph: run it with backend onnxruntime or openvino")
-        chosen = backend or ("openvino" if suffix == ".xml" else "onnxruntime")
-        return load_runtime_model(model, chosen, device=device), chosen
-    loaded = load_model(model)
-    if backend not in (None, "torch"):
-        return load_runtime_model(loaded, backend, device=device), backend
-    return loaded, backend or "torch"
+    if not isinstance(model, DensePoseRCNN):
+        suffix = os.path.splitext(str(model))[1].lower() if model is not None else ""
+        if suffix in RUNTIME_SUFFIXES:
+            if backend == "torch":
+                raise DensePoseError(f"{os.path.basename(str(model))} is an exported graph: run it with backend onnxruntime or openvino")
+            chosen = backend or ("openvino" if suffix == ".xml" else "onnxruntime")
+            return load_runtime_model(model, chosen, device=device), chosen
+        model = load_model(model)
+    if backend not in (None, "torch"):  # a torch model exported on the fly, in memory
+        return load_runtime_model(model, backend, device=device), backend
+    return model, "torch"
 
 
 def _check_min_score(min_score: float | None) -> float | None:
