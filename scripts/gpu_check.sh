@@ -9,7 +9,8 @@
 #
 #   On the GPU machine, through the device tool:
 #       run(command="bash scripts/gpu_check.sh", carry=[".gpu"], timeout_s=540)
-#     installs those wheels into /tmp/site, runs the tests marked gpu and
+#     installs those wheels into /tmp/site, runs the tests marked gpu (inference, the service and a
+#     few training steps) and
 #     benchmarks/bench_throughput.py (R_50_FPN_s1x, 800 px, batches 1, 8, 16, exact and fast),
 #     and writes $OUT/gpu_report.md (plus the logs) to come back. On an H200 the whole check took
 #     about 90 s (2026-12-04), the machine's start about 30 s more; each step has its own time limit

@@ -135,3 +135,28 @@ def test_service_on_cuda(photo):  # noqa: F811
         assert answer.status_code == 200, answer.text
         # resolve_device names the GPU's index: "cuda" is the current one, cuda:0 on a one-GPU machine
         assert client.get("/v1/models").json()["models"][0]["device"] == f"cuda:{torch.cuda.current_device()}"
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["float32", "amp"])
+def test_training_on_cuda(tiny_synthetic_set, tmp_path, amp):
+    """A few steps on the GPU with dense synthetic truth and two loader processes (the setting of
+    scripts/gpu_train_default_model.sh): finite losses, moved weights, and a checkpoint that loads
+    and predicts on the CPU."""
+    from densepose_torch.training.config import train_config_from_dict
+    from densepose_torch.training.trainer import read_metrics, train
+
+    from .test_training import tiny_config
+
+    config = tiny_config(tiny_synthetic_set, tmp_path / "run", device="cuda")
+    config["data"].update(train=[{"synthetic": {"count": 4, "seed": 3, "size": 96, "num_points": 40, "cache": str(tmp_path / "cache")},
+                                  "dense": True, "keep_empty": True}], num_workers=2)
+    config["solver"]["amp"] = amp
+    final = train(train_config_from_dict(config), progress=False)
+    losses = [e["losses"] for e in read_metrics(tmp_path / "run" / "metrics.jsonl") if "losses" in e]
+    assert len(losses) == config["solver"]["max_iter"] and all(np.isfinite(list(step.values())).all() for step in losses)
+    trained = load_model(final, device="cpu")
+    halfway = load_model(tmp_path / "run" / "model_0000002.pth", device="cpu")
+    name = "roi_heads.densepose_predictor.ann_index_lowres.weight"
+    assert not torch.equal(trained.state_dict()[name], halfway.state_dict()[name])  # steps 3 and 4 moved it
+    result = Predictor(trained)(tiny_synthetic_set / "images" / "000000.jpg")
+    assert result.image_size == (96, 96)

@@ -159,6 +159,35 @@ def test_initial_weights_load_where_names_and_shapes_fit(tmp_path):
         load_initial_weights(target, tmp_path / "missing_model_name")
 
 
+def test_a_grown_head_first_computes_what_the_smaller_trained_head_did(tmp_path):
+    from densepose_torch.checkpoint import save_checkpoint
+
+    torch.manual_seed(1)
+    source = build_model(ModelConfig(**TINY_MODEL))  # 2 convolutions of 32 channels
+    for parameter in source.roi_heads.densepose_predictor.parameters():  # predictor biases start at 0: make them count
+        parameter.data.normal_()
+    path = save_checkpoint(source, tmp_path / "w.pth")
+    target = build_model(ModelConfig(**dict(TINY_MODEL, head_channels=48, head_convs=5)))
+    loaded, left = load_initial_weights(target, path, grow_head=True)
+    assert left == 0 and loaded == len(target.state_dict())
+    pooled = torch.rand(3, 32, 7, 7)  # what the pooler gives the head: FPN channels, pooler_resolution
+    with torch.no_grad():
+        expected = source.roi_heads.densepose_predictor(source.roi_heads.densepose_head(pooled))
+        grown = target.roi_heads.densepose_predictor(target.roi_heads.densepose_head(pooled))
+        new_channels = target.roi_heads.densepose_head(pooled)[:, 32:]
+    assert set(grown) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(grown[name], expected[name], rtol=0, atol=1e-5)  # float32 sums of a few hundred terms
+    assert new_channels.abs().sum() > 0  # the new channels compute something from the first step on
+
+    # A plain load of the same file leaves the wider head at its initial weights; a head that would shrink is refused.
+    assert load_initial_weights(build_model(ModelConfig(**dict(TINY_MODEL, head_channels=48, head_convs=5))), path)[1] > 0
+    with pytest.raises(DensePoseError, match="does not fit"):
+        load_initial_weights(build_model(ModelConfig(**dict(TINY_MODEL, head_convs=1))), path, grow_head=True)
+    with pytest.raises(DensePoseError, match="set init_weights"):
+        train_config_from_dict({"model": TINY_MODEL, "data": {"train": [{"annotations": "a.json", "images": "i"}]}, "grow_head": True})
+
+
 def _linear_loop(folder: Path) -> ResumableLoop:
     """A 2 -> 1 linear model on the loop, checkpointing every iteration into `folder`."""
     torch.manual_seed(0)
@@ -295,6 +324,30 @@ def test_init_weights_may_name_an_earlier_stage_that_trains_first(tiny_synthetic
     clash = train_config_from_dict(dict(stage("solo"), init_weights=str(solo)))
     with pytest.raises(DensePoseError, match="its own output"):
         train(clash, progress=False)
+
+
+def test_synthetic_caches_render_in_the_loaders_processes_with_the_same_bytes(tmp_path, monkeypatch):
+    from densepose_torch.synthetic import dataset as synthetic_dataset
+    from densepose_torch.training.distributed import Processes
+    from densepose_torch.training.trainer import prepare_data
+
+    render = synthetic_dataset._render_all
+    used = []
+    monkeypatch.setattr(synthetic_dataset, "_render_all", lambda job, todo, workers, progress: (used.append(workers), render(job, todo, workers, progress)))
+
+    def cached(name: str, workers: int) -> Path:
+        synthetic = {"count": 3, "seed": 5, "size": 64, "num_points": 20, "cache": str(tmp_path / name)}
+        config = tiny_config(tmp_path, tmp_path / f"out-{name}")
+        config["data"].update(train=[{"synthetic": synthetic}], val=None, num_workers=workers)
+        prepare_data(train_config_from_dict(config), Processes(), progress=False)
+        return tmp_path / name
+
+    one, two = cached("one", 0), cached("two", 2)
+    assert used == [1, 2]  # no loader workers still renders (in this process); two render in two
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file() and p.name != "synth_config.json")
+    assert files and files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file() and p.name != "synth_config.json")
+    for name in files:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
 
 
 def _free_port() -> int:

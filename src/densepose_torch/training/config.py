@@ -86,7 +86,7 @@ class DataConfig:
     max_size_train: int = 1333
     random_flip: bool = True
     uv_symmetry: str | None = None  # UV_symmetry_transforms.mat; None: the synthetic body's own
-    num_workers: int = 2
+    num_workers: int = 2  # loader processes; synthetic caches are rendered by as many
     eval_surface: str = "official"  # GPS body: official, official:DIR, synthetic or none
     eval_min_score: float = 0.5  # detections pasted into the part map for the part mIoU
 
@@ -200,6 +200,7 @@ class TrainConfig:
     solver: SolverConfig = field(default_factory=SolverConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     init_weights: str | None = None  # checkpoint, zoo name, ImageNet .pkl, or an earlier stage's config .yaml; parts that fit are loaded
+    grow_head: bool = False  # with init_weights: its smaller DensePose head grows into this model's (init.grow_densepose_head)
     backbone_norm: Literal["frozen", "bn"] = "frozen"  # "bn": trainable batch norm, frozen on export
     freeze_at: int = 2  # 0: train everything; 1: freeze the stem; 2: stem and res2 (detectron2)
     seed: int = 0
@@ -214,6 +215,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.freeze_at not in (0, 1, 2, 3, 4, 5):
             raise DensePoseError(f"freeze_at must be 0..5, not {self.freeze_at}")
+        if self.grow_head and not self.init_weights:
+            raise DensePoseError("grow_head grows the DensePose head of init_weights: set init_weights")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

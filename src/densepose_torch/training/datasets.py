@@ -13,28 +13,28 @@ from ..errors import DensePoseError
 from .config import DatasetConfig, SyntheticDatasetConfig
 
 
-def write_synthetic_cache(synthetic: SyntheticDatasetConfig, progress: bool = True) -> tuple[Path, Path]:
-    """Render the set into its cache folder and return its (annotations.json, images folder).
-    Finished images are kept, so this resumes an interrupted render; a folder made with other
-    settings is an error."""
+def write_synthetic_cache(synthetic: SyntheticDatasetConfig, progress: bool = True, workers: int = 1) -> tuple[Path, Path]:
+    """Render the set into its cache folder (in `workers` processes: the same bytes whatever
+    their number) and return its (annotations.json, images folder). Finished images are kept,
+    so this resumes an interrupted render; a folder made with other settings is an error."""
     from ..synthetic.dataset import SynthJob, write_dataset
 
     out = Path(synthetic.cache)
     job = SynthJob(out=out, seed=synthetic.seed, size=synthetic.size, backgrounds=synthetic.backgrounds,
                    num_points=synthetic.num_points, look=synthetic.look, person_height=synthetic.person_height, empty_share=synthetic.empty_share)
-    write_dataset(job, synthetic.count, workers=1, progress=progress)
+    write_dataset(job, synthetic.count, workers=workers, progress=progress)
     return out / "annotations.json", out / "images"
 
 
-def dataset_files(dataset: DatasetConfig, write: bool, progress: bool = True) -> tuple[Path, Path] | None:
+def dataset_files(dataset: DatasetConfig, write: bool, progress: bool = True, workers: int = 1) -> tuple[Path, Path] | None:
     """(annotations, images) of an on-disk set (a synthetic cache is written first when
-    `write`), or None for scenes rendered on the fly."""
+    `write`, by `workers` processes), or None for scenes rendered on the fly."""
     if dataset.synthetic is None:
         return Path(dataset.annotations), Path(dataset.images)
     if dataset.synthetic.cache is None:
         return None
     if write:
-        return write_synthetic_cache(dataset.synthetic, progress)
+        return write_synthetic_cache(dataset.synthetic, progress, workers)
     cache = Path(dataset.synthetic.cache)
     return cache / "annotations.json", cache / "images"
 

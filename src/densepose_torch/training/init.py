@@ -17,6 +17,7 @@ from torch import nn
 from ..checkpoint import fetch_zoo_checkpoint, match_suffixes, read_state_dict
 from ..errors import DensePoseError
 from ..modeling import DensePoseRCNN
+from ..modeling.densepose_heads import V1ConvXHead
 from ..modeling.layers import FrozenBatchNorm2d
 from ..modeling.resnet import STAGE_NAMES
 from ..zoo import get_zoo_model
@@ -141,10 +142,11 @@ def export_model(model: DensePoseRCNN) -> DensePoseRCNN:
     return exported.eval()
 
 
-def load_initial_weights(model: DensePoseRCNN, source: str | os.PathLike) -> tuple[int, int]:
+def load_initial_weights(model: DensePoseRCNN, source: str | os.PathLike, grow_head: bool = False) -> tuple[int, int]:
     """Copy into `model` every tensor of `source` (a checkpoint file, or a zoo name) whose name
     and shape fit: a zoo model to fine-tune, or ImageNet backbone weights (Caffe2 names matched
-    by suffix). Returns (tensors loaded, model tensors left as they were)."""
+    by suffix). With `grow_head`, a smaller DensePose head of the source is embedded in the
+    model's (grow_densepose_head). Returns (tensors loaded, model tensors left as they were)."""
     path = str(source)
     if not os.path.exists(path):
         try:
@@ -159,4 +161,54 @@ def load_initial_weights(model: DensePoseRCNN, source: str | os.PathLike) -> tup
     if not fitting:
         raise DensePoseError(f"init_weights: no tensor of {path} fits the model (names or shapes differ everywhere)")
     model.load_state_dict(fitting, strict=False)
-    return len(fitting), len(expected) - len(fitting)
+    loaded = set(fitting) | (grow_densepose_head(model, state) if grow_head else set())
+    return len(loaded), len(expected) - len(loaded)
+
+
+HEAD = "roi_heads.densepose_head."
+PREDICTOR = "roi_heads.densepose_predictor."
+
+
+def grow_densepose_head(model: DensePoseRCNN, state: dict[str, torch.Tensor]) -> set[str]:
+    """Embed the source's trained DensePose head (`state`: fewer or narrower 3x3 convolutions)
+    in `model`'s larger one, so that the model first computes exactly what the source did and
+    training adds capacity to a trained head instead of starting one afresh. The source's
+    convolutions fill the first channels of the first convolutions; the weights from new input
+    channels to old output channels are zero, so nothing old reads a new channel; each further
+    convolution passes the old channels through (an identity kernel, and the ReLU after it keeps
+    the non-negative inputs as they are); the chart predictor reads the old channels only. New
+    output channels keep their initial weights, so they take part from the first step.
+    Returns the names of the model tensors set."""
+    head = model.roi_heads.densepose_head
+    if not isinstance(head, V1ConvXHead):
+        raise DensePoseError("grow_head: only the plain convolutional DensePose head (densepose_head: v1convx) can grow")
+    convs = sorted(int(k[len(HEAD) + len("body_conv_fcn"):].split(".")[0]) for k in state if k.startswith(HEAD + "body_conv_fcn") and k.endswith(".weight"))
+    if not convs or convs != list(range(1, len(convs) + 1)) or any(k.startswith(HEAD) and "body_conv_fcn" not in k for k in state):
+        raise DensePoseError("grow_head: the initial weights have no plain convolutional DensePose head to grow from")
+    old = state[f"{HEAD}body_conv_fcn1.weight"].shape[0]
+    new = head.body_conv_fcn1.out_channels
+    if len(convs) > head.num_convs or old > new or state[f"{HEAD}body_conv_fcn1.weight"].shape[1] != head.body_conv_fcn1.in_channels:
+        raise DensePoseError(f"grow_head: the initial weights' head ({len(convs)} convolutions of {old} channels) does not fit in "
+                             f"this model's ({head.num_convs} of {new}, same input)")
+    grown = set()
+    with torch.no_grad():
+        for i in range(1, head.num_convs + 1):
+            conv = getattr(head, f"body_conv_fcn{i}")
+            inputs = conv.in_channels if i == 1 else old
+            conv.weight[:old] = 0
+            if i <= len(convs):
+                conv.weight[:old, :inputs] = state[f"{HEAD}body_conv_fcn{i}.weight"]
+                conv.bias[:old] = state[f"{HEAD}body_conv_fcn{i}.bias"]
+            else:
+                conv.weight[:old, :old, 1, 1] = torch.eye(old)
+                conv.bias[:old] = 0
+            grown |= {f"{HEAD}body_conv_fcn{i}.weight", f"{HEAD}body_conv_fcn{i}.bias"}
+        for name, module in model.roi_heads.densepose_predictor.named_children():
+            key = f"{PREDICTOR}{name}"
+            if f"{key}.weight" not in state or state[f"{key}.weight"].shape[1:] != module.weight.shape[1:]:
+                raise DensePoseError(f"grow_head: the initial weights have no predictor {name} of this model's outputs")
+            module.weight.zero_()
+            module.weight[:old] = state[f"{key}.weight"]
+            module.bias.copy_(state[f"{key}.bias"])
+            grown |= {f"{key}.weight", f"{key}.bias"}
+    return grown

@@ -67,7 +67,7 @@ def build_training_model(config: TrainConfig) -> DensePoseRCNN:
     model = build_model(model_config, name=Path(config.output).name)
     initialize_weights(model)
     if config.init_weights:
-        loaded, left = load_initial_weights(model, config.init_weights)
+        loaded, left = load_initial_weights(model, config.init_weights, config.grow_head)
         print(f"densepose train: {loaded} tensors from {config.init_weights}, {left} left at their initial values", file=sys.stderr)
     prepare_backbone(model, config.backbone_norm, config.freeze_at)
     return model.to(memory_format=torch.channels_last).train()
@@ -156,10 +156,11 @@ def evaluate_trained(config: TrainConfig, model_path: str | os.PathLike | None =
 
 
 def prepare_data(config: TrainConfig, processes: Processes, progress: bool) -> None:
-    """Write synthetic caches (main process only; the others wait)."""
+    """Write synthetic caches (main process only, rendering in as many processes as the loader
+    has workers; the others wait)."""
     if processes.main:
         for dataset in config.data.train + ((config.data.val,) if config.data.val else ()):
-            dataset_files(dataset, write=True, progress=progress)
+            dataset_files(dataset, write=True, progress=progress, workers=max(1, config.data.num_workers))
     barrier(processes)
 
 
