@@ -35,7 +35,7 @@ MARGIN = 1.1  # iterations are planned 10 % slower than probed (checkpoints, slo
 def probe_seconds_per_iteration(config: TrainConfig, folder: Path) -> float:
     """Median seconds per iteration of a short run of `config` (no held-out evaluation)."""
     stamps: list[float] = []
-    probe = replace(config, output=str(folder), data=replace(config.data, val=None), eval_period=0,
+    probe = replace(config, output=str(folder), data=replace(config.data, val=None),
                     checkpoint_period=PROBE_ITERATIONS,
                     solver=replace(config.solver, max_iter=PROBE_ITERATIONS, steps=(), warmup_iters=min(config.solver.warmup_iters, PROBE_ITERATIONS)))
     train(probe, progress=False, on_iteration=lambda done, model: stamps.append(time.monotonic()))

@@ -342,10 +342,13 @@ def test_synthetic_caches_render_in_the_loaders_processes_with_the_same_bytes(tm
         prepare_data(train_config_from_dict(config), Processes(), progress=False)
         return tmp_path / name
 
+    def written(folder: Path) -> list[Path]:
+        return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and p.name != "synth_config.json")
+
     one, two = cached("one", 0), cached("two", 2)
     assert used == [1, 2]  # no loader workers still renders (in this process); two render in two
-    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file() and p.name != "synth_config.json")
-    assert files and files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file() and p.name != "synth_config.json")
+    files = written(one)
+    assert files and files == written(two)
     for name in files:
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
 
