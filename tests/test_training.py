@@ -326,6 +326,47 @@ def test_init_weights_may_name_an_earlier_stage_that_trains_first(tiny_synthetic
         train(clash, progress=False)
 
 
+def test_average_of_trains_its_runs_and_writes_the_mean_of_their_weights(tiny_synthetic_set, tmp_path):
+    import yaml
+
+    def stage(name: str, seed: int, file: str | None = None) -> Path:
+        config = tiny_config(tiny_synthetic_set, tmp_path / name, solver=TWO_STEPS, seed=seed)
+        config["data"]["val"] = None
+        path = tmp_path / f"{file or name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    runs = [stage("a", 1), stage("b", 2)]
+    soup = train_config_from_dict(dict(tiny_config(tiny_synthetic_set, tmp_path / "soup"), average_of=[str(p) for p in runs]))
+    final = train(soup, progress=False)
+    states = [torch.load(tmp_path / name / "model_final.pth", weights_only=False)["model"] for name in ("a", "b")]
+    mean = torch.load(final, weights_only=False)["model"]
+    name = "roi_heads.densepose_predictor.ann_index_lowres.weight"
+    assert not torch.equal(states[0][name], states[1][name])  # two seeds, two different runs
+    for key, tensor in mean.items():
+        expected = (states[0][key] + states[1][key]) / 2 if tensor.is_floating_point() else states[0][key]
+        torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6)
+    assert Predictor(load_model(final))(tiny_synthetic_set / "images" / "000000.jpg").image_size == (96, 96)
+
+    # Runs of other architectures, a single run, or averaging with init_weights are refused.
+    wider = tiny_config(tiny_synthetic_set, tmp_path / "wider", solver=TWO_STEPS)
+    wider["model"]["head_channels"] = 48
+    wider["data"]["val"] = None
+    wide = tmp_path / "wider.yaml"
+    wide.write_text(yaml.safe_dump(wider))
+    mixed = train_config_from_dict(dict(tiny_config(tiny_synthetic_set, tmp_path / "mixed"), average_of=[str(runs[0]), str(wide)]))
+    with pytest.raises(DensePoseError, match="another architecture"):
+        train(mixed, progress=False)
+    with pytest.raises(DensePoseError, match="at least two"):
+        train_config_from_dict(dict(tiny_config(tiny_synthetic_set, tmp_path / "one"), average_of=[str(runs[0])]))
+    with pytest.raises(DensePoseError, match="trains nothing"):
+        train_config_from_dict(dict(tiny_config(tiny_synthetic_set, tmp_path / "x"), average_of=[str(p) for p in runs], init_weights=str(runs[0])))
+    # Two runs writing to one output would resume each other's checkpoints.
+    clash = train_config_from_dict(dict(tiny_config(tiny_synthetic_set, tmp_path / "clash"), average_of=[str(runs[0]), str(stage("a", 3, file="also_a"))]))
+    with pytest.raises(DensePoseError, match="its own output"):
+        train(clash, progress=False)
+
+
 def test_synthetic_caches_render_in_the_loaders_processes_with_the_same_bytes(tmp_path, monkeypatch):
     from densepose_torch.synthetic import dataset as synthetic_dataset
     from densepose_torch.training.distributed import Processes

@@ -201,6 +201,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     init_weights: str | None = None  # checkpoint, zoo name, ImageNet .pkl, or an earlier stage's config .yaml; parts that fit are loaded
     grow_head: bool = False  # with init_weights: its smaller DensePose head grows into this model's (init.grow_densepose_head)
+    average_of: tuple[str, ...] = ()  # runs (stage configs .yaml or checkpoints) whose mean weights this run writes; it trains nothing itself (soup.py)
     backbone_norm: Literal["frozen", "bn"] = "frozen"  # "bn": trainable batch norm, frozen on export
     freeze_at: int = 2  # 0: train everything; 1: freeze the stem; 2: stem and res2 (detectron2)
     seed: int = 0
@@ -217,6 +218,10 @@ class TrainConfig:
             raise DensePoseError(f"freeze_at must be 0..5, not {self.freeze_at}")
         if self.grow_head and not self.init_weights:
             raise DensePoseError("grow_head grows the DensePose head of init_weights: set init_weights")
+        if self.average_of and (self.init_weights or self.distillation is not None):
+            raise DensePoseError("average_of writes the mean of other runs' weights and trains nothing: it takes no init_weights or distillation")
+        if len(self.average_of) == 1:
+            raise DensePoseError("average_of: name at least two runs to average")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

@@ -50,6 +50,7 @@ from .init import (
 from .loop import CheckpointFiles, LoopConfig, LoopHooks, ResumableLoop
 from .model import TrainingModel
 from .plot import plot_metrics
+from .soup import average_checkpoints
 
 LAST_CHECKPOINT = "last_checkpoint"
 METRICS_LOG = "metrics.jsonl"
@@ -169,16 +170,26 @@ def is_stage_config(init_weights: str | None) -> bool:
     return init_weights is not None and Path(init_weights).suffix in (".yaml", ".yml")
 
 
+def _earlier_stages(config: TrainConfig) -> list[str]:
+    """The stage configs a run trains before its own work: init_weights and average_of's."""
+    return [source for source in (config.init_weights, *config.average_of) if is_stage_config(source)]
+
+
 def _check_stage_chain(config: TrainConfig) -> None:
-    outputs = {Path(config.output).resolve()}
-    source = config.init_weights
-    while is_stage_config(source):
+    """Every stage trained on the way (init_weights and average_of, followed back) writes to an
+    output of its own: two stages sharing one would resume each other's checkpoints."""
+    writers = {Path(config.output).resolve(): None}  # output -> the stage config writing it
+    pending, seen = _earlier_stages(config), set()
+    while pending:
+        source = pending.pop()
+        key = Path(source).resolve()
+        if key in seen:  # a stage two later ones start from, checked once
+            continue
+        seen.add(key)
         stage = load_train_config(Path(source))
-        output = Path(stage.output).resolve()
-        if output in outputs:
-            raise DensePoseError(f"init_weights: the stage {source} writes to {stage.output}, as a later stage does; give each stage its own output")
-        outputs.add(output)
-        source = stage.init_weights
+        if writers.setdefault(Path(stage.output).resolve(), key) != key:
+            raise DensePoseError(f"the stage {source} writes to {stage.output}, as another stage of this run does; give each stage its own output")
+        pending += _earlier_stages(stage)
 
 
 def _train_earlier_stage(path: Path, progress: bool, processes: Processes, device: torch.device) -> Path:
@@ -221,6 +232,8 @@ def _process_device(device: torch.device, processes: Processes) -> torch.device:
 def _train(config: TrainConfig, resume: bool, progress: bool, processes: Processes, device: torch.device,
            on_iteration: Callable[[int, DensePoseRCNN], None] | None) -> Path:
     """Train one stage (the earlier stages it names first) to its end; its final weights."""
+    if config.average_of:
+        return _write_average(config, progress, processes, device)
     config, train_sets = _resolve_stage(config, resume, progress, processes, device)
     output = Path(config.output)
     torch.manual_seed(config.seed)
@@ -238,6 +251,23 @@ def _train(config: TrainConfig, resume: bool, progress: bool, processes: Process
         if log is not None:
             log.close()
     return _write_final(model, config, processes)
+
+
+def _write_average(config: TrainConfig, progress: bool, processes: Processes, device: torch.device) -> Path:
+    """A run that trains nothing itself: the runs of `average_of` are trained (stage configs,
+    each resumed or skipped as finished) and the mean of their final weights (soup.py) is its
+    final weights."""
+    _check_stage_chain(config)
+    sources = [_train_earlier_stage(Path(source), progress, processes, device) if is_stage_config(source) else Path(source)
+               for source in config.average_of]
+    final = Path(config.output) / FINAL
+    if processes.main:
+        model = average_checkpoints(sources)
+        save_checkpoint(model, final, averaged=[str(source) for source in sources], train_config=config.to_dict())
+        if progress:
+            print(f"densepose train: the mean of {len(sources)} runs' weights -> {final}", file=sys.stderr)
+    barrier(processes)
+    return final
 
 
 def _resolve_stage(config: TrainConfig, resume: bool, progress: bool, processes: Processes,
