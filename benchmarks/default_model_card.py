@@ -10,7 +10,7 @@ of the photo look over scikit-image's backgrounds, and one of close-ups (the pho
 people 1 to 2.5 image heights tall, cut by the frame): GPS, GPSm, IOU and box AP (our evaluator, the
 synthetic body's surface), GPS AP50, and the fine-part mIoU over every pixel (detections above 0.5
 pasted into a part map, as the training evaluation does), with the left/right (and torso
-back/front) confusion of every part pair. Training uses seeds 0 and 8 (stages 1 to 3 and stage 4),
+back/front) confusion of every part pair. Training uses seeds 0 (stages 1 to 3), 6 and 8 (stage 4),
 9 (the GPU config) and 1 (held-out evaluations during training), so the default seed 2026 is unseen.
 """
 from __future__ import annotations
