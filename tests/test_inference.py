@@ -2,6 +2,8 @@
 result types, and clear errors for bad input."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from densepose_torch.inference import resized_shape
 from densepose_torch.modeling import build_model
 from densepose_torch.modeling.fast import fast_dtype, fold_frozen_batchnorm
 from densepose_torch.modeling.layers import FrozenBatchNorm2d
+from densepose_torch.ops.boxes import box_iou
 from densepose_torch.postprocessing import integer_boxes
 
 TINY = ModelConfig(depth=18, fpn_channels=32, head_channels=32, head_convs=2, box_fc_dim=64, min_size_test=64, max_size_test=96)
@@ -150,6 +153,20 @@ def test_min_score_and_top_person_are_applied_before_the_head(predictor, photo):
         Predictor(predictor.model, min_score=1.5)
     with pytest.raises(DensePoseError, match="min_score"):
         predictor(photo, min_score=-0.1)
+
+
+def test_box_voting_moves_boxes_but_keeps_people_and_scores(photo):
+    torch.manual_seed(0)
+    plain = build_model(TINY)
+    with torch.no_grad():  # confident random proposals: many overlapping people to vote
+        plain.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([4.0, -4.0]))
+    voting = build_model(dataclasses.replace(TINY, box_vote_iou=0.5))
+    voting.load_state_dict(plain.state_dict())
+    a, b = Predictor(voting)(photo), Predictor(plain)(photo)
+    assert len(a) == len(b) > 1
+    np.testing.assert_array_equal(a.scores, b.scores)
+    iou = box_iou(torch.from_numpy(a.boxes), torch.from_numpy(b.boxes)).diagonal().numpy()
+    assert not np.array_equal(a.boxes, b.boxes) and iou.min() >= 0.5, iou
 
 
 def test_fast_mode_runs_on_its_own_copy(predictor, photo):

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from densepose_torch.ops.boxes import BoxCoder, box_iou, clip_boxes, nonempty
+from densepose_torch.config import ModelConfig
+from densepose_torch.errors import DensePoseError
+from densepose_torch.ops.boxes import BoxCoder, box_iou, clip_boxes, nonempty, vote_boxes
 from densepose_torch.ops.nms import batched_nms, nms
 from densepose_torch.ops.roi_align import level_of_boxes, multilevel_roi_align, roi_align
 
@@ -180,6 +182,25 @@ def test_box_iou_and_clip():
     clipped = clip_boxes(torch.tensor([[-5.0, 2.0, 30.0, 50.0]]), height=40, width=20)
     assert clipped.tolist() == [[0.0, 2.0, 20.0, 40.0]]
     assert nonempty(torch.tensor([[0, 0, 0, 5], [0, 0, 1, 1.0]])).tolist() == [False, True]
+
+
+def test_box_voting_is_the_score_weighted_mean_of_the_overlapping_boxes():
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 0, 11, 10], [0, 0, 10, 30], [50, 50, 60, 60], [5, 5, 5, 5]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.3, 0.8, 0.7, 0.6])
+    kept = boxes[[0, 3, 4]]
+    voted = vote_boxes(kept, boxes, scores, 0.5)
+    # box 0 overlaps box 1 at IoU 0.82 and box 2 at 0.33: boxes 0 and 1 vote, 3:1 by score
+    expected = (0.9 * boxes[0] + 0.3 * boxes[1]) / 1.2
+    np.testing.assert_allclose(voted[0].numpy(), expected.numpy(), atol=1e-6)
+    assert voted[1].tolist() == boxes[3].tolist(), "a box nothing overlaps stays"
+    assert voted[2].tolist() == boxes[4].tolist(), "a box of zero area (IoU 0 with itself) stays"
+    # at a lower threshold box 2 votes too
+    np.testing.assert_allclose(vote_boxes(kept[:1], boxes, scores, 0.3)[0].numpy(),
+                               ((0.9 * boxes[0] + 0.3 * boxes[1] + 0.8 * boxes[2]) / 2.0).numpy(), atol=1e-6)
+    assert vote_boxes(kept[:0], boxes, scores, 0.5).shape == (0, 4)
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(DensePoseError, match="box_vote_iou"):
+            ModelConfig(box_vote_iou=bad)
 
 
 def test_box_coder_round_trip_and_clamp():

@@ -36,11 +36,12 @@ def test_the_stages_chain_share_one_model_but_the_grown_head_and_end_in_a_mean()
     assert final["average_of"] == [f"configs/{name}" for name in names[3:]] and final["init_weights"] is None
     assert len({stage["output"] for stage in stages + [final]}) == 6
     # Each stage starts from the previous one's weights: a model changed on the way would keep
-    # only the tensors that still fit, unless the change is a DensePose head grown in place.
+    # only the tensors that still fit, unless the change is a DensePose head grown in place
+    # (stage 4 also turns on box voting, a test-time setting without weights).
     assert all(stage["model"] == stages[0]["model"] for stage in stages[:3])
     assert stages[3]["model"] == stages[4]["model"] == final["model"]
     assert [stage["grow_head"] for stage in stages] == [False, False, False, True, True]
-    grown = {key: value for key, value in stages[3]["model"].items() if stages[0]["model"][key] != value}
+    grown = {key: value for key, value in stages[3]["model"].items() if stages[0]["model"][key] != value and key != "box_vote_iou"}
     assert grown and set(grown) <= {"head_channels", "head_convs"}
     assert all(grown[key] >= stages[0]["model"][key] for key in grown)
     # Stages 3, 4a and 4b train on dense truth of photo-like scenes over real backgrounds, empty

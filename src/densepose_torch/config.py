@@ -55,6 +55,12 @@ class ModelConfig:
     score_threshold_test: float = 0.05
     nms_threshold_test: float = 0.5
     detections_per_image: int = 100
+    # Box voting (Gidaris & Komodakis 2015; Detectron's BBOX_VOTE): each detection NMS keeps takes
+    # the score-weighted mean of the boxes above the score threshold that overlap it at IoU >= this
+    # value, itself included, so that its place no longer rests on one regression alone: a small
+    # change of the input (noise, int8 rounding) then moves it much less. Scores and which people are
+    # found do not change. None (every zoo model: detectron2 has no voting) keeps NMS's box as it is.
+    box_vote_iou: float | None = None
     # The body whose charts the model predicts: "smpl" (DensePose-COCO's, so every zoo model's) or
     # "synthetic" (our synthetic body's, learnt from `densepose synth` data, as the embedded default
     # model's). Only SMPL charts map to SMPL vertices (densepose_torch.surface).
@@ -69,6 +75,8 @@ class ModelConfig:
             raise DensePoseError(f"densepose_head must be 'v1convx' or 'deeplab', not {self.densepose_head!r}")
         if self.chart_body not in ("smpl", "synthetic"):
             raise DensePoseError(f"chart_body must be 'smpl' or 'synthetic', not {self.chart_body!r}")
+        if self.box_vote_iou is not None and not 0 < self.box_vote_iou <= 1:
+            raise DensePoseError(f"box_vote_iou must be None or in (0, 1], not {self.box_vote_iou!r}")
         if self.uv_confidence not in (None, "iid_iso", "indep_aniso"):
             raise DensePoseError(f"uv_confidence must be None, 'iid_iso' or 'indep_aniso', not {self.uv_confidence!r}")
 

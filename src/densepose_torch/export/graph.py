@@ -23,7 +23,7 @@ from torch import nn
 
 from ..modeling import DensePoseRCNN
 from ..modeling.densepose_rcnn import SIZE_DIVISIBILITY
-from ..ops.boxes import nonempty
+from ..ops.boxes import nonempty, vote_boxes
 from ..ops.roi_align import pooling_levels
 from .onnx_ops import NonMaxSuppression, RoIAlign, TopK
 
@@ -118,7 +118,8 @@ class ExportGraph(nn.Module):
     def detect(
         self, features: list[torch.Tensor], proposals: torch.Tensor, limits: torch.Tensor, score_threshold: torch.Tensor, max_detections: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Person boxes and scores: score > threshold, NMS, at most `max_detections`, best first."""
+        """Person boxes and scores: score > threshold, NMS, at most `max_detections`, best first;
+        box voting when the config asks for it."""
         heads = self.model.roi_heads
         logits, deltas = heads.box_predictor(heads.box_head(heads.pool_box_features(features, [proposals], pool=pool_by_level)))
         boxes = heads.box_coder.decode(deltas, proposals)
@@ -130,7 +131,10 @@ class ExportGraph(nn.Module):
         boxes, index = _select(boxes, keep)
         person = person.index_select(0, index)
         chosen = NonMaxSuppression.apply(boxes, person, heads.config.nms_threshold_test, max_detections)
-        return boxes.index_select(0, chosen), person.index_select(0, chosen)
+        kept = boxes.index_select(0, chosen)
+        if heads.config.box_vote_iou is not None:
+            kept = vote_boxes(kept, boxes, person, heads.config.box_vote_iou)
+        return kept, person.index_select(0, chosen)
 
     @staticmethod
     def choose_boxes(det_boxes: torch.Tensor, det_scores: torch.Tensor, given: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,6 +29,14 @@ SYNTHETIC_CALIBRATION_SEED = 20_000_000  # far from the seeds training and evalu
 # The layers whose outputs decide which proposals survive, which box wins NMS and which part a
 # pixel gets are cheap (a few output channels): kept in float32, as fast mode keeps them.
 FLOAT_LAYERS = ("objectness_logits", "anchor_deltas", "box_predictor", "densepose_predictor")
+# The chart predictor's stride-2 deconvolutions lose their module path in OpenVINO's graph (their
+# nodes are named after the operation), so they are kept in float32 by type.
+FLOAT_OPERATION_TYPES = ("ConvolutionBackpropData",)
+# Operations outside every module (named "/Mul_50", "/Gather_94", ...) are the graph's own glue:
+# box decoding, clipping, FPN level assignment, NMS. Left to NNCF, it quantises box coordinates
+# and areas to 256 levels (1 px steps on a 256 px input), which moves boxes and switches the FPN
+# level a box is pooled from; they cost nothing in float32.
+GLUE_NODE = re.compile(r"/[A-Za-z]+(_\d+)?")
 
 
 def calibration_images(folder: str | os.PathLike | None, count: int) -> Iterable[np.ndarray]:
@@ -72,7 +80,8 @@ def quantize(
         for image in images
     ]
     ov_model = read_openvino(proto.SerializeToString())
-    scope = nncf.IgnoredScope(names=_float_layer_nodes(op.get_friendly_name() for op in ov_model.get_ops()), validate=False)
+    scope = nncf.IgnoredScope(names=_float_nodes(op.get_friendly_name() for op in ov_model.get_ops()),
+                              types=list(FLOAT_OPERATION_TYPES), validate=False)
     # MIXED: symmetric int8 weights, asymmetric activations (the FPN outputs and the box head's
     # inputs are not ReLU outputs); it matched more people than the default preset (docs/export.md).
     with np.errstate(over="ignore"):  # NNCF's float16 statistics overflow harmlessly on large activations
@@ -88,7 +97,8 @@ def quantize(
     return output
 
 
-def _float_layer_nodes(names: Iterable[str]) -> list[str]:
-    """The graph nodes that belong to FLOAT_LAYERS (node names follow the module path)."""
+def _float_nodes(names: Iterable[str]) -> list[str]:
+    """The graph nodes to keep in float32: those of FLOAT_LAYERS (node names follow the module
+    path) and the glue between modules."""
     pattern = re.compile(r"/(" + "|".join(FLOAT_LAYERS) + r")(_\d+)?/")
-    return [name for name in names if pattern.search(name)]
+    return [name for name in names if pattern.search(name) or GLUE_NODE.fullmatch(name)]

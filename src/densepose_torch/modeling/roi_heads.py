@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from ..ops.boxes import BoxCoder, clip_boxes
+from ..ops.boxes import BoxCoder, clip_boxes, vote_boxes
 from ..ops.nms import batched_nms
 from ..ops.roi_align import multilevel_roi_align
 from .cascade import SecondStage, TaskBranches
@@ -75,7 +75,8 @@ class DensePoseROIHeads(nn.Module):
         max_detections: int | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Person boxes (input-image pixels) and scores per image: score > threshold (strictly),
-        NMS, the `max_detections` best. Both default to the config's test-time values."""
+        NMS, the `max_detections` best, box voting when the config asks for it. The threshold and
+        the limit default to the config's test-time values."""
         config = self.config
         threshold = config.score_threshold_test if score_threshold is None else score_threshold
         limit = config.detections_per_image if max_detections is None else max_detections
@@ -95,7 +96,10 @@ class DensePoseROIHeads(nn.Module):
             keep = person > threshold
             boxes, person = boxes[keep], person[keep]
             keep = batched_nms(boxes, person, None, config.nms_threshold_test)[:limit]
-            detections.append((boxes[keep], person[keep]))
+            kept = boxes[keep]
+            if config.box_vote_iou is not None:
+                kept = vote_boxes(kept, boxes, person, config.box_vote_iou)
+            detections.append((kept, person[keep]))
         return detections
 
     def pool_box_features(self, features: list[torch.Tensor], boxes: list[torch.Tensor], pool: Pooler = multilevel_roi_align) -> torch.Tensor:

@@ -25,6 +25,17 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     return torch.where(inter > 0, inter / union, torch.zeros_like(inter))
 
 
+def vote_boxes(kept: torch.Tensor, boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Box voting: each of the `kept` boxes (N, 4) replaced by the mean of the `boxes` (M, 4)
+    overlapping it at IoU >= `iou_threshold`, weighted by their `scores` (M,); a kept box that no
+    box overlaps (one of zero area) stays as it is. Traceable: the weighted sum is a product and a
+    sum rather than a matrix product, which an int8 quantiser would treat as a layer."""
+    weights = torch.where(box_iou(kept, boxes) >= iou_threshold, scores[None, :], torch.zeros_like(scores)[None, :])
+    total = weights.sum(dim=1, keepdim=True)
+    voted = (weights[:, :, None] * boxes[None, :, :]).sum(dim=1) / total.clamp(min=torch.finfo(boxes.dtype).tiny)
+    return torch.where(total > 0, voted, kept)
+
+
 def clip_boxes(boxes: torch.Tensor, height: int | float, width: int | float) -> torch.Tensor:
     """Clamp XYXY boxes to the image: x in [0, width], y in [0, height]."""
     x1 = boxes[:, 0].clamp(min=0, max=width)
