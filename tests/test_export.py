@@ -28,7 +28,7 @@ from densepose_torch.checkpoint import load_default_model
 from densepose_torch.cli import main
 from densepose_torch.config import ModelConfig
 from densepose_torch.export import export_onnx, load_runtime_model
-from densepose_torch.export.quantize import GLUE_NODE
+from densepose_torch.export.quantize import FLOAT_OPERATION_TYPES, GLUE_NODE
 from densepose_torch.modeling import build_model
 from densepose_torch.ops.boxes import box_iou
 
@@ -280,7 +280,7 @@ def int8_nodes_outside_layers(path) -> list[str]:
             for output in op.outputs():
                 for target in output.get_target_inputs():
                     node = target.get_node()
-                    if GLUE_NODE.fullmatch(node.get_friendly_name()) or node.get_type_name() == "ConvolutionBackpropData":
+                    if GLUE_NODE.fullmatch(node.get_friendly_name()) or node.get_type_name() in FLOAT_OPERATION_TYPES:
                         found.append(node.get_friendly_name())
     return found
 
