@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from densepose_torch.allocator import keep_freed_memory
+from densepose_torch.chart_symmetry import FlipSymmetry
 from densepose_torch.data.loader import SyntheticSource, TrainingDataset
 from densepose_torch.data.mapper import Augmentation
-from densepose_torch.data.transforms import FlipSymmetry
 from densepose_torch.training.config import load_train_config
 from densepose_torch.training.model import TrainingModel
 from densepose_torch.training.solver import build_optimizer

@@ -2,6 +2,7 @@
 
     python benchmarks/default_model_card.py                                   # the embedded model
     python benchmarks/default_model_card.py --model out/default_model/model_final.pth --model OLD_DEFAULT.pth
+    python benchmarks/default_model_card.py --flip                            # with the test-time flip
 
 For every model: its file size, parameters and CPU time on a 512 x 512 photo (the astronaut; median
 of 7 after 2 warm-up runs, this process's torch threads); then on two held-out sets of --count
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--data", type=Path, default=Path("out/card"), help="where the held-out sets are written")
+    parser.add_argument("--flip", action="store_true", help="measure with the test-time flip (Predictor(flip=True), --flip)")
     args = parser.parse_args()
     sets = held_out_sets(args.data, args.seed, args.count)
     surface = resolve_surface("synthetic")
@@ -75,9 +77,10 @@ def main() -> None:
             raise SystemExit(f"default_model_card: error: {error}") from None
         size = Path(name).stat().st_size / 2**20 if Path(name).is_file() else float("nan")
         parameters = sum(p.numel() for p in model.parameters())
-        seconds = cpu_seconds(Predictor(model, min_score=0.8), astronaut)
-        print(f"\nmodel {name}: {size:.1f} MiB file, {parameters / 1e6:.2f} M parameters, {seconds:.3f} s on a 512 px photo")
-        predictor = Predictor(model)
+        seconds = cpu_seconds(Predictor(model, min_score=0.8, flip=args.flip), astronaut)
+        flip = " with the test-time flip" if args.flip else ""
+        print(f"\nmodel {name}{flip}: {size:.1f} MiB file, {parameters / 1e6:.2f} M parameters, {seconds:.3f} s on a 512 px photo")
+        predictor = Predictor(model, flip=args.flip)
         for set_name, folder in sets.items():
             evaluation = evaluate_predictions(predictor, folder / "annotations.json", folder / "images", surface, progress=False)
             figures = evaluation["summary"]

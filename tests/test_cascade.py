@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from densepose_torch import ModelConfig, Predictor, load_model
+from densepose_torch.chart_symmetry import FlipSymmetry
 from densepose_torch.checkpoint import save_checkpoint
 from densepose_torch.cli import main
 from densepose_torch.data.densepose_coco import person_from_annotation
 from densepose_torch.data.mapper import Augmentation, map_sample
-from densepose_torch.data.transforms import FlipSymmetry, resize_flip_keypoints
+from densepose_torch.data.transforms import resize_flip_keypoints
 from densepose_torch.io.npz import read_npz
 from densepose_torch.modeling import build_model
 from densepose_torch.postprocessing import keypoints_from_heatmaps

@@ -65,15 +65,16 @@ class FakePredictor:
 @pytest.fixture
 def fake(monkeypatch):
     predictor = FakePredictor()
-    loaded = []
+    loaded, choices = [], []
 
     def build(model, device, precision, min_score, top_person):
         loaded.append((model.name, device, precision, min_score, top_person))
+        choices.append(model)
         predictor.min_score, predictor.top_person = min_score, top_person
         return predictor
 
     monkeypatch.setattr(predict_job, "build_predictor", build)
-    predictor.loaded = loaded
+    predictor.loaded, predictor.choices = loaded, choices
     return predictor
 
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from densepose_torch.chart_symmetry import FlipSymmetry, load_flip_symmetry
 from densepose_torch.data.densepose_coco import (
     DensePosePoints,
     PersonAnnotation,
@@ -22,7 +23,6 @@ from densepose_torch.data.loader import (
     build_train_loader,
 )
 from densepose_torch.data.mapper import Augmentation, map_sample, person_densepose
-from densepose_torch.data.transforms import FlipSymmetry, load_flip_symmetry
 from densepose_torch.definitions import COARSE_PART_SYMMETRY, PART_SYMMETRY
 from densepose_torch.errors import DensePoseError
 from densepose_torch.synthetic.parts import uv_symmetry_tables

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from densepose_torch.chart_symmetry import FlipSymmetry
 from densepose_torch.config import ModelConfig
 from densepose_torch.data.dense_truth import BoxDenseTruth, box_dense_truth, flip_dense_truth
-from densepose_torch.data.transforms import FlipSymmetry
 from densepose_torch.definitions import PART_SYMMETRY
 from densepose_torch.errors import DensePoseError
 from densepose_torch.results import DenseMaps

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from densepose_torch import ModelConfig, load_model
+from densepose_torch.chart_symmetry import FlipSymmetry
 from densepose_torch.checkpoint import save_checkpoint
 from densepose_torch.cli import main
 from densepose_torch.data.densepose_coco import decode_coarse_segmentation
-from densepose_torch.data.transforms import FlipSymmetry
 from densepose_torch.errors import DensePoseError
 from densepose_torch.modeling import build_model
 from densepose_torch.training import teacher as teacher_module

@@ -133,6 +133,11 @@ def test_default_model_matches_exact_path(default_model, default_onnx, backend):
     np.testing.assert_array_equal(a.boxes, b.boxes)
     labels, uv = chart_agreement(a, b, relative=False)
     assert labels >= LABEL_AGREEMENT and uv <= UV_TOL
+    # the test-time flip's second pass is the graph on the mirrored photo at the mirrored boxes
+    a = Predictor(default_model, flip=True).predict_boxes(photo, boxes)
+    b = Predictor(default_onnx, backend=backend, flip=True).predict_boxes(photo, boxes)
+    labels, uv = chart_agreement(a, b, relative=False)
+    assert labels >= LABEL_AGREEMENT and uv <= UV_TOL
     # score threshold and the number of people are graph inputs
     assert len(other(photo, min_score=0.9)) == len(exact(photo, min_score=0.9))
     assert len(other(photo, top_person=True)) == 1
@@ -300,7 +305,7 @@ def test_numpy_only_example_reproduces_the_package(default_onnx, monkeypatch):
     spec.loader.exec_module(example)
     session = onnxruntime.InferenceSession(str(default_onnx), providers=["CPUExecutionProvider"])
     photo = golden_image("astronaut")
-    predictor = Predictor(default_onnx, min_score=0.8)
+    predictor = Predictor(default_onnx, min_score=0.8, flip=False)  # the example runs the graph once: no test-time flip
     dense = predictor(photo).to_dense()
 
     def agreement(iuv: np.ndarray) -> float:

@@ -17,9 +17,9 @@ import torch
 import yaml
 
 from densepose_torch import ModelConfig, Predictor, load_model
+from densepose_torch.chart_symmetry import FlipSymmetry
 from densepose_torch.data.loader import StreamBatchSampler, TrainingDataset
 from densepose_torch.data.mapper import Augmentation
-from densepose_torch.data.transforms import FlipSymmetry
 from densepose_torch.errors import DensePoseError
 from densepose_torch.modeling import build_model
 from densepose_torch.training.config import (

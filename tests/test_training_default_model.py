@@ -15,6 +15,7 @@ from densepose_torch.training.config import load_train_config
 
 from .test_training import REPO
 
+TEST_TIME_SETTINGS = ("box_vote_iou", "test_flip")  # how the model is run, not what it holds
 
 def test_the_default_model_is_small_and_matches_its_config():
     asset = importlib.resources.files("densepose_torch.assets") / checkpoint_module.DEFAULT_MODEL_FILE
@@ -37,11 +38,11 @@ def test_the_stages_chain_share_one_model_but_the_grown_head_and_end_in_a_mean()
     assert len({stage["output"] for stage in stages + [final]}) == 6
     # Each stage starts from the previous one's weights: a model changed on the way would keep
     # only the tensors that still fit, unless the change is a DensePose head grown in place
-    # (stage 4 also turns on box voting, a test-time setting without weights).
+    # (stage 4 also turns on box voting and the test-time flip, settings without weights).
     assert all(stage["model"] == stages[0]["model"] for stage in stages[:3])
     assert stages[3]["model"] == stages[4]["model"] == final["model"]
     assert [stage["grow_head"] for stage in stages] == [False, False, False, True, True]
-    grown = {key: value for key, value in stages[3]["model"].items() if stages[0]["model"][key] != value and key != "box_vote_iou"}
+    grown = {key: value for key, value in stages[3]["model"].items() if stages[0]["model"][key] != value and key not in TEST_TIME_SETTINGS}
     assert grown and set(grown) <= {"head_channels", "head_convs"}
     assert all(grown[key] >= stages[0]["model"][key] for key in grown)
     # Stages 3, 4a and 4b train on dense truth of photo-like scenes over real backgrounds, empty

@@ -61,6 +61,11 @@ class ModelConfig:
     # change of the input (noise, int8 rounding) then moves it much less. Scores and which people are
     # found do not change. None (every zoo model: detectron2 has no voting) keeps NMS's box as it is.
     box_vote_iou: float | None = None
+    # Test-time flip (`chart_symmetry`): the DensePose head also runs on the mirrored image at the
+    # mirrored boxes and the two passes are averaged; boxes and scores stay the first pass's. On in
+    # the embedded default model, whose synthetic body's mirror map is built in; models on SMPL
+    # charts also need DensePose's UV_symmetry_transforms.mat (`Predictor(uv_symmetry=...)`).
+    test_flip: bool = False
     # The body whose charts the model predicts: "smpl" (DensePose-COCO's, so every zoo model's) or
     # "synthetic" (our synthetic body's, learnt from `densepose synth` data, as the embedded default
     # model's). Only SMPL charts map to SMPL vertices (densepose_torch.surface).

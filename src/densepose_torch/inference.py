@@ -17,12 +17,13 @@ import torch
 from PIL import Image
 
 from .allocator import keep_freed_memory
+from .chart_symmetry import FlipSymmetry, average_with_mirrored, load_flip_symmetry, mirror_boxes
 from .checkpoint import load_model
 from .devices import resolve_device
 from .errors import DensePoseError
 from .export.runtime import BACKENDS, RUNTIME_SUFFIXES, RuntimeModel, load_runtime_model
 from .io.images import ChannelOrder, ImageInput, to_rgb_array
-from .modeling import DensePoseRCNN
+from .modeling import DensePoseRCNN, RawDetections
 from .modeling.fast import fast_copy
 from .postprocessing import rescale_detections, to_result
 from .results import ChartResult, DenseMaps, DensePoseResult
@@ -85,6 +86,13 @@ class Predictor:
     head never runs on people that would be thrown away. `batch` and `__call__` may override
     them per call.
 
+    `flip=True` is the test-time flip: the DensePose head runs a second time on the mirrored
+    image at the mirrored boxes, and the two passes' raw outputs are averaged
+    (`chart_symmetry`); boxes and scores are the first pass's. It costs a second backbone pass.
+    Models on DensePose's SMPL charts need `uv_symmetry`, the path of DensePose's
+    UV_symmetry_transforms.mat; the synthetic body's mirror map is built in. `flip=None` follows
+    the model's `test_flip` (on for the embedded default model, off for the zoo's).
+
     `backend` chooses what runs the network: "torch" (this package's modules), or the model
     exported to ONNX and run by "onnxruntime" or "openvino" (on the CPU, and ONNX Runtime also on
     a CUDA `device` with onnxruntime-gpu; float32 unless the file is an int8 export), with the same
@@ -107,6 +115,8 @@ class Predictor:
         min_score: float | None = None,
         top_person: bool = False,
         backend: str | None = None,
+        flip: bool | None = None,
+        uv_symmetry: str | os.PathLike | None = None,
     ):
         self.precision = precision_name(precision)
         self.min_score = _check_min_score(min_score)
@@ -127,6 +137,7 @@ class Predictor:
         self.model = model
         self.device = device
         self.config = model.config
+        self.flip_symmetry = _flip_symmetry(self.config.test_flip if flip is None else flip, uv_symmetry, self.config.chart_body)
         if device.type == "cpu":
             keep_freed_memory()
 
@@ -202,11 +213,23 @@ class Predictor:
                 member_boxes = [self._boxes_to_input(boxes[i], arrays[i].shape[:2], inputs[i].shape[-2:]) for i in members]
             with _ieee_float32(self.device) if self.precision == "exact" else contextlib.nullcontext():
                 raw = self.model([inputs[i] for i in members], member_boxes, min_score, max_detections)
+                if self.flip_symmetry is not None:
+                    raw = self._with_mirrored_pass([inputs[i] for i in members], raw, self.flip_symmetry)
             for i, detections in zip(members, raw):
                 original = arrays[i].shape[:2]
                 rescaled = rescale_detections(detections, tuple(inputs[i].shape[-2:]), original)
                 results[i] = to_result(rescaled, original, exact=self.precision == "exact", chart_body=self.config.chart_body)
         return results  # type: ignore[return-value]
+
+    def _with_mirrored_pass(self, images: list[torch.Tensor], raw: list[RawDetections], symmetry: FlipSymmetry) -> list[RawDetections]:
+        """`raw` with each person's DensePose outputs averaged with those of the mirrored image
+        at the mirrored box (test-time flip)."""
+        boxes = [mirror_boxes(detections.boxes, int(image.shape[-1])) for image, detections in zip(images, raw)]
+        mirrored = self.model([image.flip(-1) for image in images], boxes)
+        return [
+            replace(detections, densepose=average_with_mirrored(detections.densepose, other.densepose, symmetry)) if len(detections.boxes) else detections
+            for detections, other in zip(raw, mirrored)
+        ]
 
     @staticmethod
     def _boxes_to_input(boxes: np.ndarray, original: tuple[int, int], resized: torch.Size) -> torch.Tensor:
@@ -242,6 +265,22 @@ def _network(
     if backend not in (None, "torch"):  # a torch model exported on the fly, in memory
         return load_runtime_model(model, backend, device=device), backend
     return model, "torch"
+
+
+def _flip_symmetry(flip: bool, uv_symmetry: str | os.PathLike | None, chart_body: str) -> FlipSymmetry | None:
+    """The mirror map a test-time flip needs for this model's charts; None without the flip."""
+    if not flip:
+        if uv_symmetry is not None:
+            raise DensePoseError("uv_symmetry is only used by the test-time flip (flip=True, --flip)")
+        return None
+    if chart_body == "synthetic":
+        if uv_symmetry is not None:
+            raise DensePoseError("this model's charts are our synthetic body's, whose mirror map is built in: leave out uv_symmetry (--uv-symmetry)")
+        return load_flip_symmetry(None)
+    if uv_symmetry is None:
+        raise DensePoseError("the test-time flip of a model on DensePose's SMPL charts needs DensePose's UV_symmetry_transforms.mat: "
+                             "pass its path as uv_symmetry (--uv-symmetry PATH)")
+    return load_flip_symmetry(uv_symmetry)
 
 
 def _check_min_score(min_score: float | None) -> float | None:

@@ -54,7 +54,19 @@ def model_choice(args: argparse.Namespace):
     """The ModelChoice a command line names: --model, and for files --config, --trust-checkpoint and --backend."""
     from ..jobs.predict import ModelChoice
 
-    return ModelChoice(args.model, getattr(args, "config", None), args.trust_checkpoint, getattr(args, "backend", None))
+    return ModelChoice(args.model, getattr(args, "config", None), args.trust_checkpoint, getattr(args, "backend", None),
+                       getattr(args, "flip", None), getattr(args, "uv_symmetry", None))
+
+
+def add_flip_arguments(parser: argparse.ArgumentParser) -> None:
+    """--flip / --no-flip (the test-time flip) and --uv-symmetry (the mirror tables of SMPL-chart models)."""
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="test-time flip: run the DensePose head also on the mirrored image and average the two "
+                             "(better parts and U/V; boxes and scores unchanged; a second backbone pass). Default: the "
+                             "model's own setting, on for the embedded model, off for the zoo models")
+    parser.add_argument("--uv-symmetry", metavar="PATH",
+                        help="DensePose's UV_symmetry_transforms.mat, which --flip needs for models on SMPL charts (the zoo "
+                             "models); the embedded model's mirror map is built in")
 
 
 def add_model_file_arguments(parser: argparse.ArgumentParser, config: bool = True) -> None:

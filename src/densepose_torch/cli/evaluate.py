@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
-from .arguments import add_backend_argument, add_model_file_arguments, add_precision_argument, model_choice
+from .arguments import add_backend_argument, add_flip_arguments, add_model_file_arguments, add_precision_argument, model_choice
 
 EXAMPLES = """examples:
   densepose evaluate --gt densepose_minival2014.json --pred results.json -o metrics.json
@@ -41,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--pred", metavar="RESULTS", help="COCO DensePose results file, or a folder of them")
     source.add_argument("--model", metavar="NAME|PATH", help="predict first with this zoo model, checkpoint, or default (the embedded model)")
     add_model_file_arguments(parser)
+    add_flip_arguments(parser)
     add_backend_argument(parser)
     parser.add_argument("--images", metavar="DIR", help="with --model: folder holding the ground truth's images")
     parser.add_argument("--pred-out", metavar="RESULTS.json",

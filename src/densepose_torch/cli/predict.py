@@ -29,6 +29,7 @@ from ..video import TEMPORAL_MODES
 from ..video.clip import CLIP_PRESETS, ClipSpec
 from .arguments import (
     add_backend_argument,
+    add_flip_arguments,
     add_model_file_arguments,
     add_precision_argument,
     add_ray_arguments,
@@ -86,6 +87,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", metavar="NAME|PATH",
                         help="zoo model name, checkpoint file, exported .onnx / .xml file, or default (the embedded model, the default)")
     add_model_file_arguments(parser)
+    add_flip_arguments(parser)
     add_backend_argument(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     add_precision_argument(parser)
@@ -189,7 +191,18 @@ def _content_settings(args: argparse.Namespace, vertex_maps: bool) -> dict[str, 
             "top_person": args.top_person, "idm_vton": args.idm_vton, "temporal": _temporal(args),
             "texture_atlas": f"{atlas} ({atlas.stat().st_size} bytes)" if atlas and atlas.is_file() else None,
             "clip": asdict(clip) if clip else None, "folder_fps": args.fps if args.folders_as_videos else None,
-            "surface_maps": True if vertex_maps else None}  # None: as folders written before vertex maps existed
+            "surface_maps": True if vertex_maps else None,  # None: as folders written before vertex maps existed
+            "flip": _flip_setting(args)}
+
+
+def _flip_setting(args: argparse.Namespace) -> str | None:
+    """What --flip / --no-flip asked for (None: the model's own setting, as in folders written
+    before the option existed)."""
+    if args.flip is None:
+        return None
+    if not args.flip:
+        return "off"
+    return f"on, mirror tables {Path(args.uv_symmetry).resolve()}" if args.uv_symmetry else "on"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import DensePoseError
 from ..service.settings import DEFAULT_MAX_CONNECTIONS, GPU_MAX_BATCH, ServiceSettings
-from .arguments import add_backend_argument, add_model_file_arguments, add_precision_argument, model_choice, positive
+from .arguments import add_backend_argument, add_flip_arguments, add_model_file_arguments, add_precision_argument, model_choice, positive
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -36,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8081, help="port (default 8081)")
     parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name, checkpoint file, or default (the embedded model, the default)")
     add_model_file_arguments(parser)
+    add_flip_arguments(parser)
     add_backend_argument(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     add_precision_argument(parser)

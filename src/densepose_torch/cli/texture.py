@@ -17,7 +17,7 @@ from ..render.texture import DEFAULT_TILE_SIZE
 from ..surface import load_smpl_charts, require_smpl_charts_of
 from ..surface.atlas import AtlasAccumulator, unwrap_inputs, write_atlas
 from ..surface.smpl_texture import atlas_to_smpl, load_smpl_uv, smpl_texture_map
-from .arguments import add_model_file_arguments, add_precision_argument, check_min_score, model_choice, positive
+from .arguments import add_flip_arguments, add_model_file_arguments, add_precision_argument, check_min_score, model_choice, positive
 
 EXAMPLES = """\
 examples:
@@ -42,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="ATLAS.png", help="the atlas to write (PNG)")
     parser.add_argument("--model", metavar="NAME|PATH", help="zoo model name, checkpoint file, or default (the embedded model, the default)")
     add_model_file_arguments(parser)
+    add_flip_arguments(parser)
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available, else cpu)")
     add_precision_argument(parser)
     parser.add_argument("--min-score", type=float, default=0.8, help="people are detections above this (default 0.8)")

@@ -6,6 +6,7 @@ format), the per-image augmentation, and the batches the trainer consumes.
     mapper           one augmented image with its boxes and DensePose targets (TrainingSample)
     loader           image sources, the resumable batch order, multi-worker loading
 """
+from ..chart_symmetry import FlipSymmetry, load_flip_symmetry
 from .densepose_coco import (
     DensePosePoints,
     ImageRecord,
@@ -21,7 +22,6 @@ from .loader import (
     build_train_loader,
 )
 from .mapper import Augmentation, InstanceDensePose, TrainingSample, map_sample
-from .transforms import FlipSymmetry, load_flip_symmetry
 
 __all__ = [
     "Augmentation",

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..chart_symmetry import FlipSymmetry, mirror_boxes
 from ..definitions import NUM_KEYPOINTS
 from .dense_truth import BoxDenseTruth, flip_dense_truth
 from .densepose_coco import DP_MASK_SIZE, PersonAnnotation, decode_coarse_segmentation
 from .transforms import (
-    FlipSymmetry,
     choose_size,
-    flip_boxes,
     flip_coarse_segmentation,
     resize_boxes,
     resize_flip_keypoints,
@@ -69,7 +68,7 @@ def map_sample(bgr: np.ndarray, persons: tuple[PersonAnnotation, ...], augmentat
     boxes = np.stack([person.box for person in kept]) if kept else np.zeros((0, 4))
     boxes = resize_boxes(boxes, (height, width), (new_h, new_w))
     if flip:
-        boxes = flip_boxes(boxes, new_w)
+        boxes = mirror_boxes(boxes, new_w)
     boxes = np.minimum(boxes, np.array([new_w, new_h, new_w, new_h], dtype=np.float64))
     nonempty = ((boxes[:, 2] - boxes[:, 0]) > MIN_BOX_SIDE) & ((boxes[:, 3] - boxes[:, 1]) > MIN_BOX_SIDE)
 

@@ -59,6 +59,8 @@ class ModelChoice:
     config: str | None = None  # zoo architecture of a checkpoint whose keys do not settle it
     trust_checkpoint: bool = False
     backend: str | None = None  # torch, onnxruntime or openvino (None: torch, or the exported file's runtime)
+    flip: bool | None = None  # the test-time flip (Predictor(flip=...); None: the model's own test_flip)
+    uv_symmetry: str | None = None  # UV_symmetry_transforms.mat, which the flip needs for SMPL charts
 
 
 class Progress(Protocol):
@@ -173,10 +175,12 @@ def build_predictor(
     if exported or model.backend not in (None, "torch"):
         # An exported graph (or a model to export on the fly) runs on the CPU runtime.
         network = model.name if exported else load_model(model.name, config=model.config, trust_checkpoint=model.trust_checkpoint)
-        return Predictor(network, device=device, precision=precision, min_score=min_score, top_person=top_person, backend=model.backend)
+        return Predictor(network, device=device, precision=precision, min_score=min_score, top_person=top_person, backend=model.backend,
+                         flip=model.flip, uv_symmetry=model.uv_symmetry)
     chosen = resolve_device(device)
     loaded = load_model(model.name, config=model.config, device=chosen, trust_checkpoint=model.trust_checkpoint)
-    return Predictor(loaded, device=chosen, precision=precision, min_score=min_score, top_person=top_person)
+    return Predictor(loaded, device=chosen, precision=precision, min_score=min_score, top_person=top_person, flip=model.flip,
+                     uv_symmetry=model.uv_symmetry)
 
 
 def image_id_of(stem: str) -> int:

@@ -291,6 +291,7 @@ class RayBatchPredictor:
     results out, the `image` column dropped. `output="arrays"` adds `boxes` (N x 4 XYXY),
     `scores`, and full-image `I` (uint8 part), `U`, `V` (float32) and `instance` (uint16, k = the
     k-th box) maps; `output="npz"` adds `npz`, the bytes of the file `densepose predict` writes.
+    `flip` and `uv_symmetry` choose the test-time flip as `Predictor`'s do.
 
         ds = ray.data.read_images("s3://bucket/photos", include_paths=True)
         ds = ds.map_batches(RayBatchPredictor, fn_constructor_kwargs={"model": "default"},
@@ -299,7 +300,7 @@ class RayBatchPredictor:
     """
 
     def __init__(self, model: str | None = None, device: str | None = None, min_score: float = 0.8, output: str = "arrays",
-                 precision: str = "exact", threads: int | None = None):
+                 precision: str = "exact", threads: int | None = None, flip: bool | None = None, uv_symmetry: str | None = None):
         if output not in ("arrays", "npz"):
             raise DensePoseError(f"output must be arrays or npz, not {output!r}")
         if threads:
@@ -307,7 +308,7 @@ class RayBatchPredictor:
 
             torch.set_num_threads(threads)
         self.output = output
-        self.predictor = build_predictor(ModelChoice(model), device, precision, min_score)
+        self.predictor = build_predictor(ModelChoice(model, flip=flip, uv_symmetry=uv_symmetry), device, precision, min_score)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if "image" not in batch:

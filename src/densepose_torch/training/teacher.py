@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..allocator import keep_freed_memory
+from ..chart_symmetry import FlipSymmetry, load_flip_symmetry
 from ..config import ModelConfig
 from ..data.densepose_coco import (
     DP_MASK_SIZE,
@@ -35,7 +36,6 @@ from ..data.densepose_coco import (
     training_records,
 )
 from ..data.mapper import InstanceDensePose, person_densepose
-from ..data.transforms import FlipSymmetry, load_flip_symmetry
 from ..definitions import CHART_FIELDS
 from ..devices import resolve_device
 from ..errors import DensePoseError

@@ -29,10 +29,10 @@ import torch
 from tqdm import tqdm
 
 from ..allocator import keep_freed_memory
+from ..chart_symmetry import load_flip_symmetry
 from ..checkpoint import save_checkpoint
 from ..data.loader import StreamBatchSampler, TrainingDataset, build_train_loader
 from ..data.mapper import Augmentation
-from ..data.transforms import load_flip_symmetry
 from ..devices import resolve_device
 from ..errors import DensePoseError
 from ..io.atomic import atomic_write
