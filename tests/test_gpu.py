@@ -30,6 +30,7 @@ from densepose_torch.io.npz import read_npz
 from densepose_torch.service.app import create_app
 from densepose_torch.service.settings import ServiceSettings
 
+from .test_chart_symmetry import mirror_agreement, uv_tables_file
 from .test_fast_mode import FAST_LABEL_AGREEMENT, FAST_UV_P95, scenes  # noqa: F401 - fixture
 from .test_golden import (
     CASES,
@@ -40,6 +41,7 @@ from .test_golden import (
     _image,
     _uv_error,
 )
+from .test_inference import TINY
 from .test_service import photo, png_of, started  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -160,3 +162,13 @@ def test_training_on_cuda(tiny_synthetic_set, tmp_path, amp):
     assert not torch.equal(trained.state_dict()[name], halfway.state_dict()[name])  # steps 3 and 4 moved it
     result = Predictor(trained)(tiny_synthetic_set / "images" / "000000.jpg")
     assert result.image_size == (96, 96)
+
+
+def test_test_time_flip_on_cuda_is_mirror_consistent(tmp_path):
+    """The flip's second pass and its mirroring back (U/V tables gathered on the GPU) on CUDA: a
+    photo and its mirror image get mirrored parts, as on the CPU (tests/test_chart_symmetry.py)."""
+    from densepose_torch.modeling import build_model
+
+    assert mirror_agreement(load_model(), "cuda") == 1.0
+    torch.manual_seed(0)
+    assert mirror_agreement(build_model(TINY), "cuda", uv_symmetry=uv_tables_file(tmp_path)) == 1.0
