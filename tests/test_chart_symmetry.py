@@ -67,6 +67,28 @@ def test_mirrored_charts_come_back_to_the_true_parts_and_uv(tables):
     np.testing.assert_array_equal(back["coarse_segm"].numpy(), outputs["coarse_segm"].numpy()[..., ::-1])
 
 
+def test_uv_tables_are_read_at_the_mirror_parts_table():
+    """Channel p of the mirrored pass holds part PART_SYMMETRY[p]'s U, V, so its table is that
+    part's. Our body's tables are the same for both sides of a pair, which cannot tell; here the
+    first part of each pair halves U and its mirror part doubles it back."""
+    u_tables, v_tables = uv_symmetry_tables()
+    for part in range(1, NUM_PART_LABELS):
+        mirror = PART_SYMMETRY[part]
+        if part < mirror:
+            u_tables[part - 1] = u_tables[part - 1] / 2
+        elif part > mirror:
+            u_tables[part - 1] = np.minimum(u_tables[part - 1] * 2, 1.0)
+    halving = FlipSymmetry(u_tables, v_tables)
+    rng = np.random.default_rng(2)
+    parts = rng.integers(1, NUM_PART_LABELS, size=(2, 10, 10))
+    lefts = parts < np.asarray(PART_SYMMETRY)[parts]  # the parts whose U the first flip halves
+    u, v = rng.random(parts.shape, dtype=np.float32), rng.random(parts.shape, dtype=np.float32)
+    back = mirror_chart_outputs(charts_of_mirrored_image(parts, u, v, halving), halving)
+    got_u = np.take_along_axis(back["u"].numpy(), parts[:, None], axis=1)[:, 0]
+    assert lefts.any()
+    np.testing.assert_allclose(got_u[lefts], u[lefts], atol=3.0 / 255)  # two table bins, one of them doubled
+
+
 def test_legacy_coarse_parts_swap_sides_and_keypoints_are_left_out():
     coarse = torch.randn(2, len(COARSE_PART_SYMMETRY), 5, 5)
     back = mirror_chart_outputs({"coarse_segm": coarse, "keypoints": torch.randn(2, 17, 5, 5)}, FlipSymmetry())
@@ -85,11 +107,12 @@ def test_mirror_boxes():
 
 
 def uv_tables_file(folder: Path) -> Path:
-    """Our synthetic body's mirror map written as DensePose's UV_symmetry_transforms.mat."""
+    """Our synthetic body's mirror map written as DensePose's UV_symmetry_transforms.mat: MATLAB
+    cell arrays of 24 double tables each."""
     u_tables, v_tables = uv_symmetry_tables()
     cells = {name: np.empty((1, 24), dtype=object) for name in ("U_transforms", "V_transforms")}
     for i in range(24):
-        cells["U_transforms"][0, i], cells["V_transforms"][0, i] = u_tables[i], v_tables[i]
+        cells["U_transforms"][0, i], cells["V_transforms"][0, i] = u_tables[i].astype(np.float64), v_tables[i].astype(np.float64)
     path = folder / "UV_symmetry_transforms.mat"
     scipy.io.savemat(path, cells)
     return path

@@ -27,6 +27,8 @@ from densepose_torch.definitions import COARSE_PART_SYMMETRY, PART_SYMMETRY
 from densepose_torch.errors import DensePoseError
 from densepose_torch.synthetic.parts import uv_symmetry_tables
 
+from .test_chart_symmetry import uv_tables_file
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -105,15 +107,8 @@ def test_flip_twice_is_identity_exact_symmetry_and_within_a_bin_with_tables():
 
 
 def test_official_symmetry_file_is_read_with_matlab_cell_layout(tmp_path):
-    from scipy.io import savemat
-
     u_tables, v_tables = uv_symmetry_tables()
-    cells_u = np.empty((1, 24), dtype=object)
-    cells_v = np.empty((1, 24), dtype=object)
-    for i in range(24):
-        cells_u[0, i], cells_v[0, i] = u_tables[i].astype(np.float64), v_tables[i].astype(np.float64)
-    savemat(tmp_path / "UV_symmetry_transforms.mat", {"U_transforms": cells_u, "V_transforms": cells_v})
-    symmetry = load_flip_symmetry(tmp_path / "UV_symmetry_transforms.mat")
+    symmetry = load_flip_symmetry(uv_tables_file(tmp_path))
     np.testing.assert_array_equal(symmetry.u_tables, u_tables)
     # torso (part 2) at U=0.3, V=0.2: table cell [int(0.2*255), int(0.3*255)] = [51, 76]
     parts, u, v = symmetry.flip_points(np.array([2]), np.array([0.3], np.float32), np.array([0.2], np.float32))

@@ -77,16 +77,14 @@ class FlipSymmetry:
                 slope = torch.from_numpy((at_1 - at_0)[list(PART_SYMMETRY)]).to(value.device, value.dtype)[None, :, None, None]
                 mapped.append(offset + slope * value)
             return mapped[0], mapped[1]
-        rows, size = u.shape[0], u.shape[-1]
-        cell = ((v_source[:, 1:].float().clamp(0.0, 1.0) * (UV_TABLE_SIZE - 1)).long() * UV_TABLE_SIZE
-                + (u_source[:, 1:].float().clamp(0.0, 1.0) * (UV_TABLE_SIZE - 1)).long()).reshape(rows, NUM_PARTS, -1)
-        mirrored = []
-        for tables in (self.u_tables, self.v_tables):
-            # the table of the mirrored pass's part, PART_SYMMETRY[p], for channel p
-            flat = torch.from_numpy(tables).to(u.device).reshape(NUM_PARTS, -1)[source[1:] - 1]
-            looked_up = torch.gather(flat.expand(rows, -1, -1), 2, cell).reshape(rows, NUM_PARTS, size, size)
-            mirrored.append(looked_up.to(u.dtype))
-        return torch.cat([u_source[:, :1], mirrored[0]], 1), torch.cat([v_source[:, :1], mirrored[1]], 1)
+        # Index into the 24 stacked tables: channel p reads the table of the mirrored pass's part
+        # PART_SYMMETRY[p], at [int(V * 255), int(U * 255)].
+        table = (source[1:] - 1).view(1, -1, 1, 1) * UV_TABLE_SIZE**2
+        row = (v_source[:, 1:].float().clamp(0.0, 1.0) * (UV_TABLE_SIZE - 1)).long()
+        col = (u_source[:, 1:].float().clamp(0.0, 1.0) * (UV_TABLE_SIZE - 1)).long()
+        index = table + row * UV_TABLE_SIZE + col
+        u_new, v_new = (torch.from_numpy(tables).to(u.device).take(index).to(u.dtype) for tables in (self.u_tables, self.v_tables))
+        return torch.cat([u_source[:, :1], u_new], 1), torch.cat([v_source[:, :1], v_new], 1)
 
 
 def load_flip_symmetry(uv_symmetry: str | os.PathLike | None) -> FlipSymmetry:

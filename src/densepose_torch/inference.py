@@ -223,13 +223,16 @@ class Predictor:
 
     def _with_mirrored_pass(self, images: list[torch.Tensor], raw: list[RawDetections], symmetry: FlipSymmetry) -> list[RawDetections]:
         """`raw` with each person's DensePose outputs averaged with those of the mirrored image
-        at the mirrored box (test-time flip)."""
-        boxes = [mirror_boxes(detections.boxes, int(image.shape[-1])) for image, detections in zip(images, raw)]
-        mirrored = self.model([image.flip(-1) for image in images], boxes)
-        return [
-            replace(detections, densepose=average_with_mirrored(detections.densepose, other.densepose, symmetry)) if len(detections.boxes) else detections
-            for detections, other in zip(raw, mirrored)
-        ]
+        at the mirrored box (test-time flip). Images without people get no second pass."""
+        with_people = [k for k, detections in enumerate(raw) if len(detections.boxes)]
+        if not with_people:
+            return raw
+        boxes = [mirror_boxes(raw[k].boxes, int(images[k].shape[-1])) for k in with_people]
+        mirrored = self.model([images[k].flip(-1) for k in with_people], boxes)
+        averaged = list(raw)
+        for k, other in zip(with_people, mirrored):
+            averaged[k] = replace(raw[k], densepose=average_with_mirrored(raw[k].densepose, other.densepose, symmetry))
+        return averaged
 
     @staticmethod
     def _boxes_to_input(boxes: np.ndarray, original: tuple[int, int], resized: torch.Size) -> torch.Tensor:
